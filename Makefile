@@ -1,0 +1,55 @@
+# Airlock: `make demo` runs the whole offline pipeline on the embedded default model; `make test` runs the tests.
+# Both set everything up first (idempotent: a second run is a no-op in seconds).
+
+PYTHON      ?= python3.11
+VENV        := .venv
+BIN         := $(VENV)/bin
+# torch goes in first, alone, so nothing else pulls a multi-GB CUDA build. On a host without a local CPU wheel,
+# point pip at the CPU index: make setup TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
+TORCH_SPEC     ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
+SYSTEM_TOOLS   := tmux minisign unshare
+PYTEST_ARGS    ?=
+
+.PHONY: setup system-tools test demo bench clean help
+
+help:
+	@echo "make demo   - set up, then run the offline pipeline end to end on the embedded default model"
+	@echo "make test   - set up, then run the test suite"
+	@echo "make setup  - create .venv, install the pinned stack, fetch the embedded model and llama.cpp's converter"
+	@echo "make bench  - benchmarks against the peers (slow; not part of make test)"
+
+setup: $(VENV)/.installed system-tools
+	@$(BIN)/airlock setup
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; Airlock needs Python 3.11 (make PYTHON=/path/to/python3.11)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade "pip>=24"
+	$(BIN)/pip install --quiet $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
+	$(BIN)/pip check
+	touch $@
+
+# Debian packages the tests and the demo use: tmux (TUI end-to-end test), minisign (independent signature check),
+# unshare from util-linux (a real air gap). Installed only when missing and when we may.
+system-tools:
+	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing system tools:$$missing"; \
+	    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux minisign util-linux >/dev/null; \
+	  else echo "note: missing$$missing (apt-get install tmux minisign util-linux); tests that need them will skip"; fi; \
+	fi
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+demo: setup
+	$(BIN)/airlock demo
+
+bench: setup
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .airlock .pytest_cache

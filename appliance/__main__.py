@@ -1,0 +1,7 @@
+"""python -m appliance == airlock"""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,93 @@
+"""Read and write a real Hugging Face hub cache (models--org--name/{blobs,refs,snapshots}).
+
+Models installed here load by repo id with HF_HUB_OFFLINE=1, exactly as if huggingface_hub had downloaded them.
+Writes are staged and renamed into place, so a killed install never leaves a half-written snapshot visible.
+"""
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+from .errors import AirlockError
+from .paths import hf_cache
+
+CHUNK = 1 << 20
+
+
+def repo_folder(repo_id: str, cache: Path | None = None) -> Path:
+    if repo_id.count("/") != 1 or any(not p for p in repo_id.split("/")):
+        raise AirlockError(f"not a repo id: {repo_id!r}", fix="use the form org/name, e.g. Qwen/Qwen3-0.6B-Base")
+    return Path(cache or hf_cache()) / ("models--" + repo_id.replace("/", "--"))
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(CHUNK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def content_revision(src: Path) -> str:
+    """A stable 40-hex revision for a local snapshot: a digest over its files' names and contents."""
+    digest = hashlib.sha1()
+    for path in sorted(p for p in Path(src).rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(src)).encode() + b"\0" + sha256_file(path).encode() + b"\n")
+    return digest.hexdigest()
+
+
+def snapshot_path(repo_id: str, revision: str = "main", cache: Path | None = None) -> Path | None:
+    """The snapshot directory of `repo_id` at `revision` (a ref like main or a commit), or None if absent."""
+    folder = repo_folder(repo_id, cache)
+    ref = folder / "refs" / revision
+    commit = ref.read_text().strip() if ref.is_file() else revision
+    snap = folder / "snapshots" / commit
+    return snap if snap.is_dir() else None
+
+
+def resolve_model(name: str, cache: Path | None = None) -> Path:
+    """A local model directory from a path or a cached repo id (optionally repo@revision); never the network."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path
+    repo_id, _, revision = name.partition("@")
+    if repo_id.count("/") == 1:
+        snap = snapshot_path(repo_id, revision or "main", cache)
+        if snap:
+            return snap
+    raise AirlockError(
+        f"model {name!r} is neither a directory nor in the local Hugging Face cache ({cache or hf_cache()})",
+        fix="install it from a bundle, run `make setup` for the embedded default, or give a local model directory",
+    )
+
+
+def install_snapshot(src: Path, repo_id: str, revision: str | None = None, cache: Path | None = None,
+                     ref: str = "main") -> Path:
+    """Copy a model directory into the cache as repo_id@revision (blobs by sha256, snapshot of relative symlinks)."""
+    src = Path(src)
+    revision = revision or content_revision(src)
+    folder = repo_folder(repo_id, cache)
+    final = folder / "snapshots" / revision
+    if not final.is_dir():
+        blobs = folder / "blobs"
+        blobs.mkdir(parents=True, exist_ok=True)
+        staging = folder / "snapshots" / f".staging-{revision}-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        for file in sorted(p for p in src.rglob("*") if p.is_file()):
+            rel = file.relative_to(src)
+            blob = blobs / sha256_file(file)
+            if not blob.exists():
+                tmp = blob.with_name(blob.name + f".incomplete-{os.getpid()}")
+                shutil.copyfile(file, tmp)
+                os.replace(tmp, blob)
+            link = staging / rel
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(os.path.relpath(blob, link.parent))
+        os.replace(staging, final)
+    refs = folder / "refs"
+    refs.mkdir(parents=True, exist_ok=True)
+    tmp_ref = refs / f".{ref}.tmp"
+    tmp_ref.write_text(revision)
+    os.replace(tmp_ref, refs / ref)
+    return final

@@ -1,0 +1,201 @@
+"""Validated configs from plain mappings: one mechanism for YAML/TOML files, `--set key=value` flags and TUI forms.
+
+`build(Config, mapping, where)` turns a mapping into a dataclass instance: unknown keys are errors that suggest
+the nearest valid key, values are checked (and gently coerced: YAML reads `1e-4` as a string) against the
+field's annotation, and the dataclass's own `validate()` (if any) runs last for cross-field rules.
+"""
+
+import dataclasses
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+from .errors import AirlockError
+
+
+def suggest(key: str, valid) -> str:
+    close = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
+    return f"did you mean '{close[0]}'?" if close else "valid keys: " + ", ".join(sorted(valid))
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if hint is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, option, where)
+            except AirlockError as exc:
+                errors.append(exc.message)
+        raise AirlockError("; ".join(errors), where=where)
+    if origin is Literal:
+        if value in args:
+            return value
+        if isinstance(value, str) and value.lower() in args:
+            return value.lower()
+        raise AirlockError(f"{value!r} is not one of: {', '.join(map(str, args))}", where=where)
+    if origin in (list, tuple):
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise AirlockError(f"expected a list, got {type(value).__name__} {value!r}", where=where)
+        inner = args[0] if args else Any
+        return [_coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise AirlockError(f"expected a mapping, got {type(value).__name__}", where=where)
+        return dict(value)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, Mapping):
+            raise AirlockError(f"expected a mapping, got {type(value).__name__}", where=where)
+        return build(hint, value, where)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+            return value.lower() in ("true", "yes", "on", "1")
+        raise AirlockError(f"expected true or false, got {value!r}", where=where)
+    if hint is int:
+        if isinstance(value, bool):
+            raise AirlockError(f"expected a whole number, got {value!r}", where=where)
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+        raise AirlockError(f"expected a whole number, got {value!r}", where=where)
+    if hint is float:
+        if isinstance(value, bool):
+            raise AirlockError(f"expected a number, got {value!r}", where=where)
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value.strip())
+            except ValueError:
+                pass
+        raise AirlockError(f"expected a number, got {value!r}", where=where)
+    if hint is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise AirlockError(f"expected text, got {type(value).__name__} {value!r}", where=where)
+    if hint is Path:
+        if isinstance(value, (str, Path)):
+            return Path(value).expanduser()
+        raise AirlockError(f"expected a path, got {value!r}", where=where)
+    return value
+
+
+def build(cls, data: Mapping[str, Any], where: str = "config"):
+    """Validate `data` against dataclass `cls` and return an instance (see module docstring)."""
+    if not isinstance(data, Mapping):
+        raise AirlockError(f"expected a mapping of settings, got {type(data).__name__}", where=where)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in data.items():
+        if key not in fields:
+            raise AirlockError(f"unknown key '{key}'", where=where, fix=suggest(str(key), fields))
+        kwargs[key] = _coerce(value, hints[key], f"{where}: {key}")
+    missing = [
+        name
+        for name, f in fields.items()
+        if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise AirlockError(f"missing required key(s): {', '.join(missing)}", where=where)
+    obj = cls(**kwargs)
+    if hasattr(obj, "validate"):
+        obj.validate()
+    return obj
+
+
+def to_dict(obj) -> dict:
+    """A plain, YAML/JSON-ready dict of a config dataclass (paths as strings)."""
+
+    def plain(v):
+        if dataclasses.is_dataclass(v):
+            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, Path):
+            return str(v)
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return plain(obj)
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """`--set a.b=value` flags to a nested dict; values are read as YAML scalars (numbers, true/false, lists)."""
+    import yaml
+
+    out: dict = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise AirlockError(f"--set expects key=value, got {pair!r}", fix="e.g. --set learning_rate=2e-4")
+        key, raw = pair.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        if isinstance(value, str):  # YAML 1.1 reads 2e-4 as text; users mean a number
+            try:
+                value = float(value) if any(c in value.lower() for c in ".e") else int(value)
+            except ValueError:
+                pass
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
+
+
+def merge(base: dict, override: dict) -> dict:
+    """Deep-merge `override` into a copy of `base`."""
+    out = dict(base)
+    for k, v in override.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_file(path: Path) -> dict:
+    """Read a YAML, JSON or TOML config file into a dict, with a clear error naming the file and line."""
+    import json
+    import tomllib
+
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise AirlockError("config file not found", where=str(path), fix="check the path")
+    text = path.read_text(encoding="utf-8-sig")
+    try:
+        if path.suffix == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            data = yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise AirlockError(f"cannot parse: {exc}", where=where, fix="fix the syntax at that line") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise AirlockError("expected a mapping of settings at the top level", where=str(path))
+    return data

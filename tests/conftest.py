@@ -1,0 +1,91 @@
+"""Shared test fixtures: an isolated AIRLOCK_HOME, the tiny model in its HF cache, and a real air gap.
+
+Every test session gets its own AIRLOCK_HOME. The converter tools and the embedded default (fetched once by
+`make setup` into the checkout's .airlock/) are linked in read-only, so tests never touch the network for them.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+SETUP_HOME = ROOT / ".airlock"
+
+
+def pytest_configure(config):
+    import tempfile
+
+    home = Path(tempfile.mkdtemp(prefix="airlock-test-home-"))
+    os.environ["AIRLOCK_HOME"] = str(home)
+    os.environ.pop("HF_HUB_CACHE", None)
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    (home / "hf-cache").mkdir(parents=True)
+    if (SETUP_HOME / "tools").is_dir():
+        (home / "tools").symlink_to(SETUP_HOME / "tools")
+    for cached in (SETUP_HOME / "hf-cache").glob("models--*"):
+        (home / "hf-cache" / cached.name).symlink_to(cached)
+    config._airlock_home = home
+
+
+def pytest_unconfigure(config):
+    home = getattr(config, "_airlock_home", None)
+    if home:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def airlock_home() -> Path:
+    return Path(os.environ["AIRLOCK_HOME"])
+
+
+@pytest.fixture(scope="session")
+def tiny_model(airlock_home, tmp_path_factory) -> Path:
+    """The tiny fixture model installed in the session's HF cache as tiny_model.REPO_ID; returns its snapshot dir."""
+    from tiny_model import REPO_ID, build_tiny_model
+
+    from appliance.hfcache import install_snapshot
+
+    src = build_tiny_model(tmp_path_factory.mktemp("tiny-src"))
+    return install_snapshot(src, REPO_ID)
+
+
+def _can_unshare() -> bool:
+    if not shutil.which("unshare"):
+        return False
+    return subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode == 0
+
+
+CAN_UNSHARE = _can_unshare()
+
+
+@pytest.fixture
+def run_offline(tmp_path):
+    """Run an argv inside `unshare -n` (no network at all) with the connection guard logging any attempt.
+
+    Returns the CompletedProcess; fails the test if anything tried to connect. Skips where unshare is not allowed.
+    """
+    if not CAN_UNSHARE:
+        pytest.skip("unshare -n is not permitted here (needs root or user namespaces)")
+
+    def run(argv, *, check=True, env=None, timeout=900, **kwargs):
+        guard_log = tmp_path / f"net-guard-{os.getpid()}.log"
+        full_env = dict(os.environ, AIRLOCK_NET_GUARD_LOG=str(guard_log), **(env or {}))
+        proc = subprocess.run(["unshare", "-n", *map(str, argv)], env=full_env, capture_output=True, text=True,
+                              timeout=timeout, **kwargs)
+        attempts = guard_log.read_text() if guard_log.exists() else ""
+        assert not attempts, f"network connection attempted while offline:\n{attempts}"
+        if check:
+            assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        return proc
+
+    return run
+
+
+def airlock_argv(*args) -> list[str]:
+    """argv that runs the airlock CLI with this interpreter."""
+    return [sys.executable, "-m", "appliance", *map(str, args)]
