@@ -2,12 +2,12 @@
 mirror apply), and refuse it unless its sha256 matches the pin. Connected side only: set-up and bundling."""
 
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from .atomic import staged_dir
 from .errors import AirlockError
 from .hfcache import sha256_file
 from .paths import downloads_dir
@@ -45,15 +45,9 @@ def fetch_pinned(package: str, version: str, filename: str, sha256: str, *, sdis
 
 
 def unpack_staged(final: Path, fill) -> Path:
-    """Build a directory with fill(staging_dir) beside `final`, then rename it into place (all or nothing)."""
+    """Build a directory with fill(staging_dir) and rename it into place (all or nothing); keep an existing one."""
     final = Path(final)
-    if final.is_dir():
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.staging-"))
-    try:
-        fill(staging)
-        os.replace(staging, final)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    if not final.is_dir():
+        with staged_dir(final) as staging:
+            fill(staging)
     return final
