@@ -1,0 +1,83 @@
+"""`airlock jobs list|show JOB|logs JOB [-f]|stop JOB`: look at and control jobs (training, export, install)."""
+
+import json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("jobs", help="list, inspect, follow and stop jobs")
+    jsub = p.add_subparsers(title="actions", metavar="ACTION", required=True)
+    a = jsub.add_parser("list", help="all jobs with their state")
+    a.add_argument("--kind", help="only jobs of this kind (train, export, ...)")
+    a.set_defaults(func=list_, offline=True)
+    a = jsub.add_parser("show", help="a job's details, status and latest metrics")
+    a.add_argument("job", help="job id, unique id prefix or name")
+    a.add_argument("--json", action="store_true", help="machine-readable output")
+    a.set_defaults(func=show, offline=True)
+    a = jsub.add_parser("logs", help="a job's log (-f follows it until the job ends)")
+    a.add_argument("job")
+    a.add_argument("-f", "--follow", action="store_true", help="keep printing until the job finishes")
+    a.add_argument("-n", "--lines", type=int, default=40, help="lines of the log to show (default 40)")
+    a.set_defaults(func=logs, offline=True)
+    a = jsub.add_parser("stop", help="stop a running job (it saves a checkpoint first; resumable)")
+    a.add_argument("job")
+    a.add_argument("--grace", type=float, default=120.0, help="seconds to wait before SIGKILL (default 120)")
+    a.set_defaults(func=stop, offline=True)
+
+
+def list_(args) -> int:
+    from ..jobs import list_jobs
+
+    jobs = list_jobs(args.kind)
+    if not jobs:
+        print("no jobs")
+        return 0
+    print(f"{'JOB':44} {'KIND':8} {'STATE':10} {'STEP':>11}  UPDATED")
+    for job in jobs:
+        st = job.status()
+        step = f"{st.get('step') or 0}/{st.get('max_steps') or '?'}"
+        print(f"{job.id:44} {job.kind:8} {st['state']:10} {step:>11}  {st.get('updated') or ''}")
+    return 0
+
+
+def show(args) -> int:
+    from ..jobs import find_job
+
+    job = find_job(args.job)
+    metrics = job.metrics()
+    details = {**job.info, "path": str(job.path), "status": job.status(),
+               "checkpoints": sorted((p.name for p in (job.path / "checkpoints").glob("checkpoint-*")),
+                                     key=lambda n: int(n.rsplit("-", 1)[1])),
+               "last_metrics": metrics[-1] if metrics else None,
+               "outputs": [d for d in ("adapter", "model") if (job.path / d).is_dir()]}
+    if args.json:
+        print(json.dumps(details, indent=2, default=str))
+        return 0
+    st = details["status"]
+    print(f"job      {job.id} ({job.kind}, name {details.get('name')})\npath     {job.path}\n"
+          f"state    {st['state']}  step {st.get('step')}/{st.get('max_steps')}  pid {st.get('pid')}\n"
+          f"message  {st.get('message')}\nupdated  {st.get('updated')}\n"
+          f"checkpts {', '.join(details['checkpoints']) or '-'}\noutputs  {', '.join(details['outputs']) or '-'}\n"
+          f"command  {' '.join(details.get('argv', []))}")
+    if metrics:
+        print(f"metrics  {json.dumps(metrics[-1])}")
+    return 0
+
+
+def logs(args) -> int:
+    from ..jobs import find_job, follow
+
+    job = find_job(args.job)
+    if args.follow:
+        follow(job, stop_on_interrupt=False)  # Ctrl-C leaves the job running; `airlock jobs stop` stops it
+    else:
+        print(job.log_tail(args.lines))
+    return 0
+
+
+def stop(args) -> int:
+    from ..jobs import find_job, stop as stop_job
+
+    job = find_job(args.job)
+    st = stop_job(job, grace_s=args.grace)
+    print(f"job {job.id}: {st['state']} - {st.get('message', '')}")
+    return 0

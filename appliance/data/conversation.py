@@ -1,0 +1,28 @@
+"""Conversation: the one in-memory shape every dataset format is turned into before rendering."""
+
+from dataclasses import dataclass, field
+
+ROLES = ("system", "user", "assistant")
+
+
+@dataclass
+class Conversation:
+    """messages: [{"role": "system"|"user"|"assistant", "content": str}, ...]; source: "file:line" or "file:record N".
+
+    Preference (ranking) records keep the prompt in `messages` (ending with a user turn) and the two candidate
+    replies in `chosen`/`rejected`; `for_sft()` gives the conversation with the chosen reply as the answer.
+    """
+
+    messages: list[dict] = field(default_factory=list)
+    source: str = ""
+    chosen: str | None = None
+    rejected: str | None = None
+
+    def for_sft(self) -> list[dict]:
+        if self.chosen is not None and (not self.messages or self.messages[-1]["role"] != "assistant"):
+            return self.messages + [{"role": "assistant", "content": self.chosen}]
+        return self.messages
+
+    @property
+    def turns(self) -> int:
+        return sum(1 for m in self.for_sft() if m["role"] != "system")

@@ -1,0 +1,191 @@
+"""load_conversations(): a file or a LLaMA-Factory dataset directory -> validated Conversations, or a DataError.
+
+    from appliance.data import load_conversations
+    loaded = load_conversations("data/train.jsonl")            # format detected per record and per file
+    loaded = load_conversations("data/", dataset="my_set")     # a key in data/dataset_info.json
+
+`scan()` does the same work but returns the problems instead of raising; `airlock data check` reports from it.
+"""
+
+import difflib
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..hfcache import sha256_file
+from .conversation import Conversation
+from .files import EXTENSIONS, read_records
+from .formats import Columns, convert, detect
+from .problems import DataError, Problem, Problems
+
+INFO = "dataset_info.json"
+FAMILY = {"alpaca": "alpaca", "sharegpt": "sharegpt", "openai": "sharegpt"}
+LF_TAGS = {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt",
+           "observation_tag": "observation", "function_tag": "function_call", "system_tag": "system"}
+
+
+@dataclass
+class Loaded:
+    conversations: list[Conversation]
+    format: str  # alpaca | sharegpt (OpenAI-style messages are ShareGPT with other tags); "alpaca+sharegpt" if both
+    files: list[Path]
+    sha256: str  # of the file bytes (one file: what `sha256sum FILE` prints)
+    records: int = 0
+    file_formats: dict[str, str] = field(default_factory=dict)  # file -> alpaca | sharegpt | openai
+    problems: list[Problem] = field(default_factory=list)  # warnings (errors raise DataError)
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+
+def load_conversations(path, format: str = "auto", dataset: str | None = None) -> Loaded:
+    """Every record of `path` as a Conversation; raises DataError listing every problem when any is an error."""
+    loaded = scan(path, format, dataset)
+    if any(p.severity == "error" for p in loaded.problems):
+        raise DataError(loaded.problems)
+    return loaded
+
+
+def scan(path, format: str = "auto", dataset: str | None = None) -> Loaded:
+    """Like load_conversations but never raises for bad data: problems (errors too) are in `.problems`."""
+    problems = Problems()
+    sources = _sources(Path(path).expanduser(), format, dataset, problems)
+    conversations, files, file_formats, records = [], [], {}, 0
+    for file, columns in sources:
+        rows = read_records(file, problems)
+        files.append(file)
+        records += len(rows)
+        fmt = _file_format(file, rows, columns, format, problems)
+        if fmt is None:
+            continue
+        file_formats[str(file)] = fmt
+        for where, rec in rows:
+            rec_fmt = detect(rec, columns)
+            if rec_fmt is None:
+                problems.error(file, f"cannot tell the format: fields are {sorted(rec)}", where,
+                               fix="use alpaca (instruction/input/output) or sharegpt (conversations) fields")
+                continue
+            if FAMILY[rec_fmt] != FAMILY[fmt] or (rec_fmt != fmt and columns.formatting == "auto"):
+                problems.error(file, f"record is {rec_fmt} but the file is mostly {fmt} (mixed formats in one file)",
+                               where, fix="keep one format per file: convert this record or move it to its own file")
+                continue
+            conv = convert(rec, FAMILY[fmt], columns, problems, file, where)
+            if conv is not None:
+                conversations.append(conv)
+    families = sorted({FAMILY[f] for f in file_formats.values()})
+    return Loaded(conversations, "+".join(families) or "unknown", files, _sha256([f for f in files if f.is_file()]),
+                  records, file_formats, problems.items)
+
+
+def _file_format(file: Path, rows, columns: Columns, asked: str, problems: Problems) -> str | None:
+    """The file's format: the most common per-record format (ties go to the first record's)."""
+    if not rows:
+        return None
+    counts = Counter(f for f in (detect(rec, columns) for _, rec in rows) if f)
+    if not counts:
+        problems.error(file, f"cannot tell the format: fields are {sorted(rows[0][1])}",
+                       fix="use alpaca (instruction/input/output), sharegpt (conversations) or messages fields")
+        return None
+    fmt = counts.most_common(1)[0][0]
+    if columns.formatting == "auto" and asked in ("alpaca", "sharegpt") and FAMILY[fmt] != asked:
+        problems.error(file, f"the records are {fmt} but format '{asked}' was asked for",
+                       fix="drop the format setting (auto detects it) or fix the records")
+        return None
+    if file.suffix.lower() in (".csv", ".parquet"):
+        have = set(rows[0][1])
+        if FAMILY[fmt] == "alpaca":
+            need = [columns.prompt, columns.response] if not columns.ranking else [columns.prompt]
+        else:
+            need = [columns.messages] if columns.messages else []
+        missing = [c for c in need if c not in have]
+        if missing:
+            problems.error(file, f"{file.suffix[1:].upper()} has no column {', '.join(repr(m) for m in missing)} "
+                                 f"(columns: {', '.join(sorted(have))})", "header",
+                           fix=f"rename the columns to {', '.join(need)} or map them in dataset_info.json")
+            return None
+    return fmt
+
+
+def _sources(path: Path, fmt: str, dataset: str | None, problems: Problems) -> list[tuple[Path, Columns]]:
+    """(file, columns) pairs to read: the file itself, or the dataset_info.json entries named by `dataset`."""
+    if path.is_dir():
+        info = path / INFO
+        if not info.is_file():
+            problems.error(path, f"directory has no {INFO}",
+                           fix=f"name a data file ({', '.join(EXTENSIONS)}) or add a LLaMA-Factory {INFO}")
+            return []
+        return _info_sources(info, dataset, problems)
+    if path.name == INFO:
+        return _info_sources(path, dataset, problems)
+    if not path.exists():
+        problems.error(path, "file not found", fix="check the path (relative paths start at the current directory)")
+        return []
+    return [(path, Columns(formatting=fmt if fmt in ("alpaca", "sharegpt") else "auto"))]
+
+
+def _info_sources(info: Path, dataset: str | None, problems: Problems) -> list[tuple[Path, Columns]]:
+    try:
+        entries = json.loads(info.read_text(encoding="utf-8-sig"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        problems.error(info, f"bad JSON: {exc}", fix=f"fix the syntax of {INFO}")
+        return []
+    if not isinstance(entries, dict) or not entries:
+        problems.error(info, "expected an object mapping dataset names to entries", fix='{"name": {"file_name": ...}}')
+        return []
+    if not dataset:
+        if len(entries) > 1:
+            problems.error(info, f"it lists {len(entries)} datasets; say which one",
+                           fix=f"pass --dataset (data.dataset) with one of: {', '.join(entries)}")
+            return []
+        dataset = next(iter(entries))
+    sources = []
+    for key in (k.strip() for k in dataset.split(",") if k.strip()):
+        if key not in entries:
+            close = difflib.get_close_matches(key, list(entries), n=1, cutoff=0.5)
+            problems.error(info, f"unknown dataset '{key}'", key,
+                           fix=f"did you mean '{close[0]}'?" if close else f"known datasets: {', '.join(entries)}")
+            continue
+        sources += _entry_sources(info, key, entries[key], problems)
+    return sources
+
+
+def _entry_sources(info: Path, key: str, entry, problems: Problems) -> list[tuple[Path, Columns]]:
+    if not isinstance(entry, dict):
+        problems.error(info, "entry is not an object", key, fix='use {"file_name": "...", "formatting": "alpaca"}')
+        return []
+    if "file_name" not in entry:
+        hub = next((k for k in ("hf_hub_url", "ms_hub_url", "om_hub_url", "script_url") if k in entry), None)
+        problems.error(info, f"no 'file_name'" + (f" (it is fetched from a hub via {hub}; this host is offline)"
+                                                   if hub else ""), key, "file_name",
+                       fix="copy the data next to dataset_info.json and set file_name")
+        return []
+    formatting = entry.get("formatting", "alpaca")
+    if formatting not in ("alpaca", "sharegpt"):
+        problems.error(info, f"formatting {formatting!r} is not alpaca or sharegpt", key, "formatting")
+        return []
+    columns = Columns(formatting=formatting, ranking=bool(entry.get("ranking", False)))
+    for name, value in (entry.get("columns") or {}).items():
+        if hasattr(columns, name) and name not in ("formatting", "ranking", "tags"):
+            setattr(columns, name, value)
+    if formatting == "sharegpt" and "tags" in entry:
+        columns.tags = {**LF_TAGS, **entry["tags"]}
+        columns.messages = columns.messages or "conversations"
+    target = info.parent / entry["file_name"]
+    if not target.exists():
+        problems.error(info, f"file_name points at a missing file: {target}", key, "file_name",
+                       fix=f"put the file at {target} or correct file_name")
+        return []
+    files = sorted(p for p in target.iterdir() if p.suffix.lower() in EXTENSIONS) if target.is_dir() else [target]
+    if not files:
+        problems.error(info, f"folder {target} holds no data files", key, "file_name")
+    return [(f, columns) for f in files]
+
+
+def _sha256(files: list[Path]) -> str:
+    if len(files) == 1:
+        return sha256_file(files[0])
+    lines = "".join(f"{sha256_file(f)}  {f.name}\n" for f in files)
+    return hashlib.sha256(lines.encode()).hexdigest()

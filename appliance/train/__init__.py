@@ -1,0 +1,33 @@
+"""Training: the validated TrainConfig and the SFT recipe that runs it as a job (`airlock train CONFIG`).
+
+`load_config(path, overrides)` and `TrainConfig` are light to import; `recipe.train(cfg, job)` pulls in the
+training stack (torch, transformers, peft, trl) only when called.
+"""
+
+from .config import TrainConfig, from_dict, load_config
+
+__all__ = ["TrainConfig", "from_dict", "load_config", "start", "resume"]
+
+
+def start(cfg: TrainConfig, argv: list[str], name: str | None = None):
+    """A new queued training job for `cfg` (run it with appliance.jobs.start_detached or jobs.run)."""
+    from ..jobs import create_job
+
+    return create_job("train", cfg.to_dict(), argv, name, runner="appliance.train.recipe:run_job")
+
+
+def resume(ref: str):
+    """The job to continue: a stopped, crashed or failed training job (checked, not started)."""
+    from ..errors import AirlockError
+    from ..jobs import ACTIVE, find_job
+
+    job = find_job(ref)
+    if job.kind != "train":
+        raise AirlockError(f"job {job.id} is a {job.kind} job, not a training job", fix="see `airlock jobs list`")
+    state = job.status()["state"]
+    if state in ACTIVE:
+        raise AirlockError(f"job {job.id} is still {state}", fix=f"airlock jobs stop {job.id}, or follow it with "
+                           f"`airlock jobs logs -f {job.id}`")
+    if state == "completed":
+        raise AirlockError(f"job {job.id} has already completed", fix="start a new run with `airlock train CONFIG`")
+    return job

@@ -1,0 +1,139 @@
+"""TrainConfig: every training setting in one validated dataclass, shared by config files, `--set` and the TUI.
+
+    cfg = load_config("appliance/configs/sft_lora_default.yaml", ["learning_rate=1e-3", "data.cutoff_len=256"])
+    cfg.to_dict()  # plain dict, YAML-ready; written to the job's config.yaml
+
+Relative data paths in a config file are read relative to that file, so the shipped configs run from anywhere;
+paths given with `--set` are relative to the current directory, as on any command line.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from .. import schema
+from ..data import DataConfig
+from ..errors import AirlockError
+
+SCHEDULERS = Literal["linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial",
+                     "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay"]
+
+
+@dataclass
+class TrainConfig:
+    """One supervised fine-tuning run.
+
+    model: a repo id in the local HF cache, a local model directory, or a catalog id; empty = the catalog default.
+    method: lora (adapters on a frozen base), qlora (adapters on a 4-bit NF4 base), full (every weight).
+    lora_target: module names, or ["all-linear"]; empty = the catalog card's targets (all-linear off-catalog).
+    dtype: compute precision. fp16 needs a GPU; bf16 runs on CPU too (mixed precision).
+    num_train_epochs is used unless max_steps is set.
+    padding_free: a batch is its samples laid end to end with position ids (no pad tokens, no cross-attention
+      between them); packing additionally fills rows up to cutoff_len from several samples.
+    early_stopping_patience: stop after this many evaluations without a better eval loss (needs eval data).
+    num_threads: torch CPU threads; empty = every core this process may use.
+    """
+
+    data: DataConfig
+    model: str = ""
+    stage: Literal["sft", "dpo"] = "sft"
+    method: Literal["lora", "qlora", "full"] = "lora"
+    lora_rank: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_target: list[str] = field(default_factory=list)
+    learning_rate: float = 2e-4
+    num_train_epochs: float = 3.0
+    max_steps: int | None = None
+    max_grad_norm: float = 1.0
+    weight_decay: float = 0.0
+    dtype: Literal["fp32", "fp16", "bf16"] = "fp32"
+    per_device_train_batch_size: int = 8
+    per_device_eval_batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    lr_scheduler_type: SCHEDULERS = "cosine"
+    warmup_ratio: float = 0.0
+    warmup_steps: int = 0
+    eval_steps: int | None = None
+    early_stopping_patience: int | None = None
+    save_steps: int = 50
+    save_total_limit: int = 2
+    logging_steps: int = 5
+    seed: int = 42
+    packing: bool = False
+    padding_free: bool = True
+    gradient_checkpointing: bool = False
+    num_threads: int | None = None
+
+    def validate(self) -> None:
+        if self.stage == "dpo":
+            raise AirlockError("DPO is not available yet in this version; only supervised fine-tuning (sft) is",
+                               where="stage", fix="use stage: sft")
+        positive = ["lora_rank", "lora_alpha", "per_device_train_batch_size", "per_device_eval_batch_size",
+                    "gradient_accumulation_steps", "save_steps", "save_total_limit", "logging_steps"]
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise AirlockError(f"{name} must be at least 1, got {getattr(self, name)}", where=name)
+        for name in ("max_steps", "eval_steps", "early_stopping_patience", "num_threads"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise AirlockError(f"{name} must be at least 1 (or left empty), got {value}", where=name)
+        if not 0 < self.learning_rate < 1:
+            raise AirlockError(f"learning_rate {self.learning_rate} is outside (0, 1)", where="learning_rate",
+                               fix="typical values: 1e-4 to 1e-3 for LoRA, 1e-5 to 1e-4 for full fine-tuning")
+        if not 0 <= self.lora_dropout < 1:
+            raise AirlockError(f"lora_dropout {self.lora_dropout} is outside [0, 1)", where="lora_dropout")
+        if not 0 <= self.warmup_ratio < 1:
+            raise AirlockError(f"warmup_ratio {self.warmup_ratio} is outside [0, 1)", where="warmup_ratio")
+        if self.warmup_steps < 0 or self.max_grad_norm <= 0 or self.weight_decay < 0:
+            raise AirlockError("warmup_steps and weight_decay must be >= 0 and max_grad_norm > 0",
+                               where="warmup_steps/max_grad_norm/weight_decay")
+        if self.max_steps is None and self.num_train_epochs <= 0:
+            raise AirlockError(f"num_train_epochs {self.num_train_epochs} must be positive", where="num_train_epochs",
+                               fix="set num_train_epochs (e.g. 3) or max_steps")
+        if self.early_stopping_patience and not self.has_eval:
+            raise AirlockError("early stopping needs evaluation data", where="early_stopping_patience",
+                               fix="set data.val_size (e.g. 0.1) or data.eval_path, or remove early_stopping_patience")
+        if "all-linear" in self.lora_target and len(self.lora_target) > 1:
+            raise AirlockError("'all-linear' cannot be combined with module names", where="lora_target",
+                               fix="use either all-linear or a list such as q_proj,v_proj")
+
+    @property
+    def has_eval(self) -> bool:
+        return bool(self.data.val_size) or bool(self.data.eval_path)
+
+    def to_dict(self) -> dict:
+        return schema.to_dict(self)
+
+
+def _anchor_paths(data: dict, base: Path) -> dict:
+    """Relative dataset paths in a config file are relative to that file."""
+    section = data.get("data")
+    if isinstance(section, dict):
+        section = dict(section)
+        for key in ("path", "eval_path"):
+            value = section.get(key)
+            if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+                section[key] = str((base / value).resolve())
+        data = {**data, "data": section}
+    return data
+
+
+def from_dict(data: dict, where: str = "config") -> TrainConfig:
+    return schema.build(TrainConfig, data, where=where)
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML/JSON/TOML config (or start from the defaults when path is None), apply `key=value` overrides."""
+    data: dict = {}
+    where = "config"
+    if path is not None:
+        path = Path(path)
+        data = _anchor_paths(schema.load_file(path), path.resolve().parent)
+        where = str(path)
+    if overrides:
+        data = schema.merge(data, schema.parse_overrides(overrides))
+        where += " (with --set)"
+    if "data" not in data:
+        raise AirlockError("no data section", where=where, fix="add `data: {path: my_data.jsonl}` or --set data.path=...")
+    return from_dict(data, where=where)

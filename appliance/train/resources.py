@@ -1,0 +1,64 @@
+"""What this host can train with: the device, whether a compute dtype works on it, how many CPU threads to use.
+
+Checked before any weights load, so `fp16` on a CPU host fails in a second with a fix, not after minutes.
+"""
+
+import os
+
+from ..errors import AirlockError
+
+
+def cpu_cores() -> int:
+    """Cores this process may run on (respects taskset/cgroup CPU sets, unlike os.cpu_count())."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def check_dtype(dtype: str, method: str, where: str = "dtype") -> str:
+    """Refuse a compute dtype the hardware cannot run; returns the device the run will use."""
+    import torch
+
+    dev = device()
+    if dtype == "fp16" and dev == "cpu":
+        raise AirlockError("fp16 needs a GPU and this host has none (PyTorch sees no CUDA device)", where=where,
+                           fix="use dtype: bf16 (mixed precision on CPU) or fp32")
+    if dtype == "bf16" and dev == "cuda" and not torch.cuda.is_bf16_supported():
+        raise AirlockError(f"this GPU ({torch.cuda.get_device_name(0)}) cannot compute in bf16", where=where,
+                           fix="use dtype: fp16 or fp32")
+    if method == "qlora":
+        try:
+            import bitsandbytes  # noqa: F401
+        except ImportError as exc:
+            raise AirlockError(f"QLoRA needs bitsandbytes, which does not import here: {exc}", where="method",
+                               fix="use method: lora, or install the bundled bitsandbytes wheel") from None
+    return dev
+
+
+def torch_dtype(dtype: str):
+    import torch
+
+    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
+
+
+def set_threads(num_threads: int | None) -> int:
+    """Use every core we may run on unless told otherwise (PyTorch's default can be lower in containers)."""
+    import torch
+
+    n = num_threads or cpu_cores()
+    torch.set_num_threads(n)
+    return n
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MiB."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

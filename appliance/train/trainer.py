@@ -1,0 +1,38 @@
+"""trl's SFTTrainer with the two things an offline appliance needs on top: atomic checkpoints and no model cards.
+
+Imported only inside a training run (it pulls in torch, transformers and trl).
+"""
+
+import shutil
+from pathlib import Path
+
+from transformers.trainer_utils import rotate_checkpoints
+from trl import SFTTrainer
+
+from . import checkpoints
+
+
+class AirlockSFTTrainer(SFTTrainer):
+    def _save_checkpoint(self, model, trial):
+        # The Trainer writes checkpoint-N file by file. Point it at a staging directory, then publish the finished
+        # checkpoint with one rename: a kill during the save leaves nothing that looks like a checkpoint.
+        run_dir = Path(self.args.output_dir)
+        name = f"checkpoint-{self.state.global_step}"
+        staging_root = run_dir / f"{checkpoints.STAGING_PREFIX}{name}"
+        shutil.rmtree(staging_root, ignore_errors=True)
+        self.args.output_dir = str(staging_root)
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self.args.output_dir = str(run_dir)
+        checkpoints.publish(staging_root / name, run_dir / name)
+        shutil.rmtree(staging_root, ignore_errors=True)
+        best = self.state.best_model_checkpoint
+        if best and Path(best).parent == staging_root:
+            self.state.best_model_checkpoint = str(run_dir / Path(best).name)
+        rotate_checkpoints(str(run_dir), self.args.save_total_limit, self.state.best_model_checkpoint,
+                           use_mtime=False)
+
+    def create_model_card(self, *args, **kwargs):
+        # Model cards are for publishing on a hub; the job directory and airlock_provenance.json record the run.
+        return None

@@ -1,0 +1,32 @@
+"""What every screen shares: the navigation bar on top, the footer with key hints, error reporting helpers."""
+
+from textual.app import ComposeResult
+from textual.screen import Screen
+from textual.widgets import Footer
+
+from ..widgets.navbar import NavBar
+
+
+class AirlockScreen(Screen):
+    MODE = "home"
+
+    def compose(self) -> ComposeResult:
+        yield NavBar(self.MODE)
+        yield from self.body()
+        yield Footer()
+
+    def body(self) -> ComposeResult:
+        yield from ()
+
+    def palette_commands(self):
+        """(title, help, callback) triples this screen adds to the command palette (Ctrl+P)."""
+        return []
+
+    def receive_handoff(self, values: dict) -> None:
+        """Values another screen passes here (e.g. {"job": id}); override to use them."""
+
+    def fail(self, exc: BaseException, doing: str = "") -> None:
+        self.app.fail(exc, doing)
+
+    def fail_from_thread(self, exc: BaseException, doing: str = "") -> None:
+        self.app.call_from_thread(self.app.fail, exc, doing)

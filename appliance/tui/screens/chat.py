@@ -1,0 +1,4 @@
+"""placeholder while building"""
+from .base import AirlockScreen
+class ChatScreen(AirlockScreen):
+    MODE = "chat"

@@ -1,0 +1,4 @@
+"""placeholder while building"""
+from .base import AirlockScreen
+class DataScreen(AirlockScreen):
+    MODE = "data"

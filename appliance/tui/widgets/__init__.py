@@ -1,0 +1,1 @@
+"""Reusable widgets of `airlock tui` (each with its styles beside it)."""

@@ -1,0 +1,70 @@
+"""A modal file picker: a directory tree plus a path field (type a path, or walk the tree with the arrows).
+
+    self.app.push_screen(FilePicker("Open a dataset", start=Path.cwd(), dirs=True), callback)
+
+The callback receives the chosen Path, or None when the picker was closed with Esc.
+"""
+
+from pathlib import Path
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import DirectoryTree, Input, Static
+
+
+class FilePicker(ModalScreen[Path | None]):
+    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+o", "choose", "Choose", priority=True)]
+    DEFAULT_CSS = """
+    FilePicker { align: center middle; }
+    FilePicker > Vertical { width: 78; height: 20; border: round $accent; background: $surface; }
+    FilePicker DirectoryTree { height: 1fr; }
+    FilePicker #picker-hint { color: $text-muted; height: 1; }
+    """
+
+    def __init__(self, title: str, start: Path | None = None, dirs: bool = False):
+        super().__init__()
+        self.title_text = title
+        self.start = Path(start or Path.cwd()).expanduser()
+        if self.start.is_file():
+            self.start = self.start.parent
+        self.dirs = dirs  # a directory is a valid choice too (a LLaMA-Factory data dir, a model dir)
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(f"[b]{self.title_text}[/b]")
+            yield Input(str(self.start), id="picker-path", compact=True)
+            yield DirectoryTree(self.start, id="picker-tree")
+            hint = "Enter on a file picks it" + (", Ctrl+O picks the highlighted folder" if self.dirs else "")
+            yield Static(f"{hint}; Esc cancels", id="picker-hint")
+
+    def on_mount(self) -> None:
+        self.query_one(DirectoryTree).focus()
+
+    def on_directory_tree_file_selected(self, event: DirectoryTree.FileSelected) -> None:
+        self.dismiss(Path(event.path))
+
+    def on_tree_node_highlighted(self, event) -> None:
+        data = getattr(event.node, "data", None)
+        if data is not None and getattr(data, "path", None) is not None:
+            self.query_one("#picker-path", Input).value = str(data.path)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        path = Path(event.value).expanduser()
+        if path.is_file() or (self.dirs and path.is_dir()):
+            self.dismiss(path)
+        elif path.is_dir():
+            self.query_one(DirectoryTree).path = path
+        else:
+            self.notify(f"{path} does not exist", severity="warning")
+
+    def action_choose(self) -> None:
+        path = Path(self.query_one("#picker-path", Input).value).expanduser()
+        if path.exists() and (path.is_file() or self.dirs):
+            self.dismiss(path)
+        else:
+            self.notify("pick a file" if path.is_dir() else f"{path} does not exist", severity="warning")
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
