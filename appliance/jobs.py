@@ -203,10 +203,12 @@ def start_detached(job: Job) -> int:
     return proc.pid
 
 
-def follow(job: Job, out=None, poll: float = 0.5, stop_on_interrupt: bool = True) -> dict:
-    """Print the job's log as it grows until the job finishes; Ctrl-C stops the job (it checkpoints first)."""
+def follow(job: Job, out=None, poll: float = 0.5, stop_on_interrupt: bool = True, start: int = 0) -> dict:
+    """Print the job's log from byte `start` as it grows until the job finishes; returns the final status.
+
+    With stop_on_interrupt, Ctrl-C stops the job (it checkpoints first); a second Ctrl-C leaves it running."""
     out = out or sys.stdout
-    pos = 0
+    pos = start
     interrupted = False
     while True:
         try:

@@ -10,6 +10,23 @@ def dir_size(path: Path) -> int:
     return sum(p.lstat().st_size for p in Path(path).rglob("*"))
 
 
+def prefix_digest(prefix: Path) -> str:
+    """A digest of the env's content (names, link targets, bytes): tells a delta whether the env changed."""
+    import hashlib
+    import os
+
+    digest = hashlib.sha256()
+    for p in sorted(Path(prefix).rglob("*")):
+        rel = str(p.relative_to(prefix)).encode()
+        if p.is_symlink():
+            digest.update(b"L" + rel + b"\0" + os.readlink(p).encode() + b"\n")
+        elif p.is_file():
+            from appliance.hfcache import sha256_file
+
+            digest.update(b"F" + rel + b"\0" + sha256_file(p).encode() + b"\n")
+    return digest.hexdigest()
+
+
 def pack_conda(prefix: Path, out_file: Path) -> Path:
     """conda-pack `prefix` into a .tar.gz (conda-unpack inside rewrites prefixes at the site)."""
     import conda_pack
@@ -18,9 +35,13 @@ def pack_conda(prefix: Path, out_file: Path) -> Path:
     if not (prefix / "conda-meta").is_dir():
         raise AirlockError("not a conda environment (no conda-meta/)", where=f"spec: env.prefix {prefix}",
                            fix="give a conda env prefix, or use env.mode: wheelhouse")
+    import warnings
+
     try:
-        conda_pack.pack(prefix=str(prefix), output=str(out_file), format="tar.gz", compress_level=1,
-                        verbose=False, force=True, ignore_missing_files=False)
+        with warnings.catch_warnings():  # "packages without cache entries": expected for envs from pip/venv
+            warnings.simplefilter("ignore")
+            conda_pack.pack(prefix=str(prefix), output=str(out_file), format="tar.gz", compress_level=1,
+                            verbose=False, force=True, ignore_missing_files=False)
     except conda_pack.CondaPackException as exc:
         raise AirlockError(f"conda-pack refused the env: {exc}", where=f"spec: env.prefix {prefix}",
                            fix="fix the env (conda-pack explains what) or use env.mode: wheelhouse") from None

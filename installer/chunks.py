@@ -62,6 +62,18 @@ class PayloadReader(io.RawIOBase):
         return self._fh
 
     def readinto(self, buffer) -> int:
+        """Fill `buffer` as far as the payload goes (tarfile treats a short read as the end of data)."""
+        view, total = memoryview(buffer).cast("B"), 0
+        while total < len(view) and (n := self._read_some(view[total:])):
+            total += n
+        return total
+
+    def read(self, size: int = -1) -> bytes:
+        size = self.size - self.pos if size is None or size < 0 else min(size, self.size - self.pos)
+        buf = bytearray(max(size, 0))
+        return bytes(buf[: self.readinto(buf)])
+
+    def _read_some(self, buffer) -> int:
         if self.pos >= self.size:
             return 0
         index = bisect.bisect_right(self.starts, self.pos) - 1
@@ -69,7 +81,7 @@ class PayloadReader(io.RawIOBase):
         fh = self._handle(index)
         fh.seek(self.pos - chunk["offset"])
         want = min(len(buffer), chunk["offset"] + chunk["size"] - self.pos)
-        got = fh.readinto(memoryview(buffer)[:want])
+        got = fh.readinto(buffer[:want])
         if not got:
             raise AirlockError(f"chunk ended early: {chunk['name']}", where=str(self.bundle),
                                fix="copy that file from the media again")

@@ -39,6 +39,16 @@ def failing_runner(job):
 @pytest.fixture(autouse=True)
 def _importable_runners(monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))
+    yield
+    reap_jobs()
+
+
+def reap_jobs():
+    """Kill what a failed test left running (by the pids this session's jobs recorded, nothing else)."""
+    for job in jobs.list_jobs():
+        pid = job.raw_status().get("pid")
+        if jobs.pid_alive(pid):
+            os.killpg(pid, signal.SIGKILL)
 
 
 def _wait(predicate, what, timeout=60):

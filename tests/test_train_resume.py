@@ -10,10 +10,19 @@ import signal
 import subprocess
 import time
 
+import pytest
+
 from conftest import airlock_argv
+from test_jobs_lifecycle import reap_jobs
 from test_train_run import FACTS, FULL, answers, job_dir_from, load_trained, write_config
 
-STEPS = 300  # ~12 ms a step on the tiny model: long enough to interrupt, short enough to finish quickly
+STEPS = 200  # ~12 ms a step on the tiny model: long enough to interrupt, short enough to finish quickly
+
+
+@pytest.fixture(autouse=True)
+def _reap():
+    yield
+    reap_jobs()
 
 
 def _wait(predicate, what, timeout=300):
@@ -66,17 +75,17 @@ def test_kill_9_then_resume_from_last_complete_checkpoint(tmp_path, tiny_model, 
     last_complete = max(_checkpoints(job))
     assert last_complete < STEPS
     # What a kill during a save would leave: a staged half-checkpoint, and a checkpoint dir missing its state.
-    torn = job / "checkpoints" / ".staging-checkpoint-290" / "checkpoint-290"
+    torn = job / "checkpoints" / ".staging-checkpoint-190" / "checkpoint-190"
     torn.mkdir(parents=True)
     (torn / "model.safetensors").write_bytes(b"half")
-    (job / "checkpoints" / "checkpoint-295").mkdir()
-    (job / "checkpoints" / "checkpoint-295" / "model.safetensors").write_bytes(b"half")
+    (job / "checkpoints" / "checkpoint-195").mkdir()
+    (job / "checkpoints" / "checkpoint-195" / "model.safetensors").write_bytes(b"half")
 
     log = _resume_and_check(job, tiny_model)
     resumed_from = int(log.split("resuming from checkpoint-")[1].split()[0])
-    assert resumed_from >= last_complete and resumed_from < 290, "resumed from a complete checkpoint, not a torn one"
-    assert not (job / "checkpoints" / ".staging-checkpoint-290").exists()
-    assert not (job / "checkpoints" / "checkpoint-295").exists()
+    assert resumed_from >= last_complete and resumed_from < 190, "resumed from a complete checkpoint, not a torn one"
+    assert not (job / "checkpoints" / ".staging-checkpoint-190").exists()
+    assert not (job / "checkpoints" / "checkpoint-195").exists()
 
 
 def test_jobs_stop_leaves_a_resumable_job(tmp_path, tiny_model, airlock_home):

@@ -67,10 +67,11 @@ def logs(args) -> int:
     from ..jobs import find_job, follow
 
     job = find_job(args.job)
+    print(job.log_tail(args.lines))
     if args.follow:
-        follow(job, stop_on_interrupt=False)  # Ctrl-C leaves the job running; `airlock jobs stop` stops it
-    else:
-        print(job.log_tail(args.lines))
+        size = job.log_path.stat().st_size if job.log_path.is_file() else 0
+        # Ctrl-C here only stops following; `airlock jobs stop` stops the job.
+        follow(job, stop_on_interrupt=False, start=size)
     return 0
 
 

@@ -42,12 +42,13 @@ def run(args) -> int:
         resolve_base(cfg.model)
         check_dtype(cfg.dtype, cfg.method)
         job = start(cfg, ["airlock", *sys.argv[1:]], args.name)
+    log_start = job.log_path.stat().st_size if job.log_path.is_file() else 0  # a resume shows only the new part
     pid = start_detached(job)
     print(f"job {job.id} started (pid {pid}); directory {job.path}", flush=True)
     if args.detach:
         print(f"follow: airlock jobs logs -f {job.id}\nstop:   airlock jobs stop {job.id}")
         return 0
-    status = follow(job)
+    status = follow(job, start=log_start)
     if status["state"] == "completed":
         print(f"job {job.id} completed: {job.path / status.get('output', '')}")
         return 0

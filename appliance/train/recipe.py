@@ -132,6 +132,7 @@ def sft_args(cfg: TrainConfig, output_dir: Path, device: str, has_eval: bool):
 def train(cfg: TrainConfig, job) -> Path | None:
     """Run (or continue) the job's training; returns the output directory, or None when it was stopped."""
     import datasets
+    import transformers
     from transformers import AutoTokenizer, EarlyStoppingCallback, PrinterCallback
 
     from ..data import prepare
@@ -139,6 +140,8 @@ def train(cfg: TrainConfig, job) -> Path | None:
     from .trainer import AirlockSFTTrainer
 
     # 1. setup
+    transformers.utils.logging.disable_progress_bar()  # log.txt gets one line per log step, not progress bars
+    datasets.disable_progress_bars()
     base_ref, base_path, card = resolve_base(cfg.model)
     device = resources.check_dtype(cfg.dtype, cfg.method)
     threads = resources.set_threads(cfg.num_threads)

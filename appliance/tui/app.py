@@ -56,14 +56,20 @@ def _factory(spec: str):
     module, _, cls = spec.partition(":")
 
     def build():
-        return getattr(importlib.import_module(f"{__package__}.screens.{module}"), cls)()
+        try:
+            return getattr(importlib.import_module(f"{__package__}.screens.{module}"), cls)()
+        except Exception as exc:  # a broken library module must not take the whole app down
+            log.error("cannot open the %s screen", module, exc_info=exc)
+            from .screens.base import UnavailableScreen
+
+            return UnavailableScreen(module, exc)
 
     return build
 
 
 class AirlockApp(App):
     TITLE = "Airlock"
-    CSS_PATH = "app.tcss"
+    CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses elsewhere still find it
     MODES = {name: _factory(spec) for name, _, _, spec in SCREENS}
     BINDINGS = [
         *(Binding(key, f"app.show('{name}')", title, show=False) for name, title, key, _ in SCREENS),

@@ -30,3 +30,21 @@ class AirlockScreen(Screen):
 
     def fail_from_thread(self, exc: BaseException, doing: str = "") -> None:
         self.app.call_from_thread(self.app.fail, exc, doing)
+
+
+class UnavailableScreen(AirlockScreen):
+    """Shown in place of a screen whose library part failed to load in this build (details in the log file)."""
+
+    def __init__(self, mode: str, exc: BaseException):
+        self.MODE = mode
+        self.exc = exc
+        super().__init__()
+
+    def body(self) -> ComposeResult:
+        from textual.widgets import Static
+
+        from ..app import log_path
+
+        yield Static(f"The {self.MODE} screen is not available in this build:\n\n"
+                     f"  {type(self.exc).__name__}: {self.exc}\n\n"
+                     f"Details are in {log_path()}.".replace("[", "\\["), id="unavailable")

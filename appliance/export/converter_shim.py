@@ -1,0 +1,55 @@
+"""Run llama.cpp's HF converter with two facts supplied by Airlock instead of guessed by the converter.
+
+    python -m appliance.offline converter_shim.py [--pre NAME] [--add-bos 0|1] [--add-eos 0|1] -- \\
+        CONVERTER_DIR/convert_hf_to_gguf.py MODEL_DIR [CONVERTER ARGS...]
+
+--pre NAME: the converter names a tokenizer's BPE pre-tokenizer (how text is split before merges) by hashing the
+tokens of a probe string and looking the hash up in a table; a tokenizer it has never seen stops the conversion.
+Here the lookup returns NAME instead. The caller must then prove the choice right by comparing tokenizations
+(appliance.export.pretokenizer.compare); this script alone proves nothing.
+
+--add-bos / --add-eos: whether the model's tokenizer puts BOS/EOS around a text. The converter reads this from
+tokenizer files, but files saved by transformers 5 often no longer say it, and llama.cpp then falls back to its own
+default per vocabulary type (for sentencepiece: add BOS), so llama.cpp would feed the model a token it never saw
+in training. The caller measures the HF tokenizer and passes the answer.
+
+Everything else is the converter's own code, unchanged. It runs in a child, so it imports nothing from appliance.
+"""
+
+import runpy
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str]) -> None:
+    if "--" not in argv:
+        sys.exit(__doc__)
+    split = argv.index("--")
+    options, (converter, *converter_args) = argv[:split], argv[split + 1:]
+    pairs = dict(zip(options[::2], options[1::2]))
+    converter = Path(converter).resolve()
+    # The same import set-up the converter does for itself: its own gguf-py, then its conversion package.
+    sys.path.insert(0, str(converter.parent))
+    sys.path.insert(1, str(converter.parent / "gguf-py"))
+    import gguf
+    from conversion.base import TextModel
+
+    if "--pre" in pairs:
+        name = pairs["--pre"]
+        TextModel.get_vocab_base_pre = lambda self, tokenizer: name
+
+    flags = {typ: pairs[f"--add-{typ}"] == "1" for typ in ("bos", "eos") if f"--add-{typ}" in pairs}
+    if flags:
+        original = gguf.SpecialVocab.add_to_gguf
+
+        def add_to_gguf(self, writer, *args, **kwargs):
+            self.add_special_token.update(flags)
+            return original(self, writer, *args, **kwargs)
+
+        gguf.SpecialVocab.add_to_gguf = add_to_gguf
+    sys.argv = [str(converter), *converter_args]
+    runpy.run_path(str(converter), run_name="__main__")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,77 @@
+"""Run llama.cpp's own converters in a guarded child: HF model -> GGUF (f16/bf16/q8_0), PEFT LoRA -> GGUF adapter.
+
+The converter scripts come from the pinned llama-cpp-python sdist (tools.converter_dir()); they run through
+`python -m appliance.offline`, so the network guard is on in the child too. Each output is written under a
+temporary name and renamed into place only when the converter succeeded.
+"""
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+from ..errors import AirlockError
+from ..offline import guarded_python_command, offline_env
+from ..tools import converter_dir
+from . import pretokenizer
+from .files import no_space, staged_file
+
+CONVERT_TYPES = ("f32", "f16", "bf16", "q8_0")
+
+
+def convert_model(model_dir: Path, out_file: Path, outtype: str = "f16", *, pre_tokenizer: str | None = None,
+                  special: dict | None = None) -> Path:
+    """Convert an HF model directory to one GGUF file.
+
+    `pre_tokenizer` forces that BPE pre-tokenizer name; `special` ({"bos": bool, "eos": bool}, measured from the HF
+    tokenizer by pretokenizer.special_flags) says whether llama.cpp must add BOS/EOS. See converter_shim.py.
+    """
+    if outtype not in CONVERT_TYPES:
+        raise AirlockError(f"the converter writes {', '.join(CONVERT_TYPES)}, not {outtype!r}")
+    tools = converter_dir()
+    shim = []
+    if pre_tokenizer:
+        pretokenizer.check_name(pre_tokenizer, tools)
+        shim += ["--pre", pre_tokenizer]
+    for typ, value in (special or {}).items():
+        shim += [f"--add-{typ}", "1" if value else "0"]
+    script = str(tools / "convert_hf_to_gguf.py")
+    with staged_file(out_file) as tmp:
+        args = [str(model_dir), "--outtype", outtype, "--outfile", str(tmp)]
+        if shim:
+            argv = guarded_python_command(str(Path(__file__).with_name("converter_shim.py")), *shim, "--", script, *args)
+        else:
+            argv = guarded_python_command(script, *args)
+        _run(argv, model_dir, out_file, tools)
+    return Path(out_file)
+
+
+def convert_lora(adapter_dir: Path, base_dir: Path, out_file: Path, outtype: str = "f16") -> Path:
+    """Convert a PEFT LoRA adapter to a GGUF adapter for llama.cpp's runtime --lora (needs the base's config)."""
+    tools = converter_dir()
+    with staged_file(out_file) as tmp:
+        argv = guarded_python_command(str(tools / "convert_lora_to_gguf.py"), str(adapter_dir), "--base", str(base_dir),
+                                      "--outtype", outtype, "--outfile", str(tmp))
+        _run(argv, adapter_dir, out_file, tools)
+    return Path(out_file)
+
+
+def _run(argv: list[str], source: Path, out_file: Path, tools: Path) -> None:
+    # subprocess.run kills the child if we are interrupted, so a killed export leaves no converter behind.
+    proc = subprocess.run(argv, capture_output=True, text=True, env=offline_env())
+    if proc.returncode == 0:
+        return
+    output = proc.stdout + proc.stderr
+    if pretokenizer.UNRECOGNIZED_MARK in output:
+        raise pretokenizer.unrecognized_error(source, tools)
+    # A full disk shows as ENOSPC, or as numpy's short write ("8192 requested and 1408 written") without errno.
+    if "No space left on device" in output or re.search(r"\d+ requested and \d+ written", output) \
+            or shutil.disk_usage(Path(out_file).parent).free < 2**20:
+        raise no_space(Path(out_file).parent)
+    if "OfflineViolation" in output or "blocked a network connection" in output:
+        raise AirlockError("llama.cpp's converter tried to reach the network", where=str(source),
+                           fix="the model directory must be complete (config, tokenizer, weights); a missing file "
+                           "makes the converter look for it on a hub")
+    tail = "\n".join(line for line in output.strip().splitlines()[-8:])
+    raise AirlockError(f"llama.cpp's converter failed (exit {proc.returncode}):\n{tail}", where=str(source),
+                       fix="check that the directory holds a complete Hugging Face model of a supported architecture")

@@ -1,0 +1,75 @@
+"""Quantize a GGUF in-process with llama.cpp (llama_cpp.llama_model_quantize), one type at a time.
+
+llama.cpp chooses per tensor: where a tensor's row size does not fit a type's block (K-quants use 256-wide
+blocks) it falls back to a compatible type, so tiny models quantize too, just less uniformly.
+"""
+
+import contextlib
+import ctypes
+import os
+import sys
+from pathlib import Path
+
+from ..errors import AirlockError
+from .files import no_space, staged_file
+
+# Our type names -> llama.cpp ftype constant names (resolved lazily: llama_cpp loads a shared library).
+FTYPES = {
+    "f32": "LLAMA_FTYPE_ALL_F32",
+    "f16": "LLAMA_FTYPE_MOSTLY_F16",
+    "bf16": "LLAMA_FTYPE_MOSTLY_BF16",
+    "q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0",
+    "q6_k": "LLAMA_FTYPE_MOSTLY_Q6_K",
+    "q5_k_m": "LLAMA_FTYPE_MOSTLY_Q5_K_M",
+    "q5_k_s": "LLAMA_FTYPE_MOSTLY_Q5_K_S",
+    "q5_0": "LLAMA_FTYPE_MOSTLY_Q5_0",
+    "q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M",
+    "q4_k_s": "LLAMA_FTYPE_MOSTLY_Q4_K_S",
+    "q4_0": "LLAMA_FTYPE_MOSTLY_Q4_0",
+    "q3_k_m": "LLAMA_FTYPE_MOSTLY_Q3_K_M",
+    "q2_k": "LLAMA_FTYPE_MOSTLY_Q2_K",
+}
+
+
+def quantize(src: Path, dst: Path, qtype: str, *, threads: int | None = None) -> Path:
+    """Write `src` quantized to `qtype` at `dst` (temporary name, then renamed). Returns dst."""
+    import llama_cpp
+
+    if qtype not in FTYPES:
+        raise AirlockError(f"unknown quantization type {qtype!r}", fix=f"use one of {', '.join(FTYPES)}")
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, FTYPES[qtype])
+    params.nthread = threads or 0  # 0: llama.cpp uses all hardware threads
+    with staged_file(dst) as tmp:
+        with captured_stderr() as log:
+            rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params))
+        if rc != 0:
+            text = log()
+            if "No space left" in text or _nearly_full(Path(dst).parent, Path(src).stat().st_size):
+                raise no_space(Path(dst).parent)
+            tail = "\n".join(text.strip().splitlines()[-5:])
+            raise AirlockError(f"llama.cpp could not quantize to {qtype} (return code {rc}):\n{tail}", where=str(src),
+                               fix="check that the source GGUF is intact (re-run the export)")
+    return Path(dst)
+
+
+def _nearly_full(directory: Path, needed_hint: int) -> bool:
+    import shutil
+
+    return shutil.disk_usage(directory).free < needed_hint
+
+
+@contextlib.contextmanager
+def captured_stderr():
+    """Keep llama.cpp's per-tensor log (written from C to fd 2, below sys.stderr) off the screen, but readable."""
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lambda: (sink.seek(0), sink.read().decode("utf-8", "replace"))[1]
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)

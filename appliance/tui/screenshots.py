@@ -1,0 +1,37 @@
+"""Write docs/screenshots/*.svg: every screen of `airlock tui` at 80x24, drawn headless through Textual's Pilot.
+
+    python -m appliance.tui.screenshots [OUT_DIR]      # default: docs/screenshots in the checkout
+
+The pictures show whatever this host has (models, jobs, registry); run it on a demo home for tidy ones.
+"""
+
+import asyncio
+import sys
+from pathlib import Path
+
+from .app import SCREENS, AirlockApp
+
+
+async def _shoot(out: Path) -> list[Path]:
+    written = []
+    app = AirlockApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        for name, _, _, _ in SCREENS:
+            app.action_show(name)
+            await pilot.pause(1.5)  # let the screen's first refresh worker post its data
+            written.append(Path(app.save_screenshot(f"tui-{name}.svg", str(out))))
+    return written
+
+
+def main() -> int:
+    from ..paths import CHECKOUT
+
+    out = Path(sys.argv[1]) if len(sys.argv) > 1 else CHECKOUT / "docs" / "screenshots"
+    out.mkdir(parents=True, exist_ok=True)
+    for path in asyncio.run(_shoot(out)):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,225 @@
+"""`create_bundle(spec, out)`: models, datasets, wheels, tools and env -> a signed, chunked bundle directory.
+
+    airlock bundle create bundler/examples/bundle.yaml --out /media/usb/bundle [--since OLD/MANIFEST.json]
+
+Steps: stage models into an HF cache layout, gather datasets/wheels/tools, pack the env, rehearse offline,
+then write the payload (each unique blob once; with --since, blobs the site already has are left out), the
+manifest, its minisign signature, the SBOM, README.txt, install.sh and SHA256SUMS. The bundle is built beside
+`out` and renamed into place, so a rebuild leaves no stale parts and a failed build leaves the old one intact.
+"""
+
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from appliance import __version__
+from appliance.atomic import staged_dir
+from appliance.errors import AirlockError
+from appliance.hfcache import sha256_file
+from appliance.schema import to_dict
+from installer import minisign
+from installer.format import (DEFAULT_MAX_CHUNK, ENV_INFO, FORMAT, INSTALL_SH, INSTALLER_PYZ, MANIFEST, README,
+                              SBOM, SIGNATURE, load_manifest, release_id)
+from installer.progress import bar, step
+
+from . import env as envmod
+from . import models as modelmod
+from . import pack, readme, rehearsal, sbom, tools, wheels
+from .spec import BundleSpec
+
+INSTALL_SH_SOURCE = Path(__file__).resolve().parents[1] / "installer" / "install.sh"
+
+
+def gather(spec: BundleSpec, work: Path, log=step, base: dict | None = None) -> dict:
+    """Stage everything; returns manifest sections and a list of (path, source, kind) logical files."""
+    files: list[tuple[str, Path, str]] = []
+    cache = work / "hf-cache"
+    cache.mkdir(parents=True)
+    staged = []
+    for m in spec.models:
+        log(f"model {m.path or m.id}")
+        s = modelmod.stage_model(m, cache)
+        staged.append(s)
+        prefix = f"models/{s.repo_id}"
+        files += [(f"{prefix}/{p.relative_to(s.snapshot)}", p.resolve(), "model")
+                  for p in sorted(s.snapshot.rglob("*")) if p.is_file()]
+    for d in spec.datasets:
+        if not Path(d.path).is_file():
+            raise AirlockError("dataset file not found", where=f"spec: datasets[{d.path}]", fix="check the path")
+        files.append((f"datasets/{d.name or Path(d.path).name}", Path(d.path), "dataset"))
+    wheel_list = wheels.gather(spec.wheels, spec.target, work / "wheels") if (
+        spec.wheels.requirements or spec.wheels.files or spec.tools.llama_cpp_wheel
+        or spec.tools.llama_cpp_wheel_file) else []
+    tool_facts = {}
+    if spec.tools.llama_cpp_wheel or spec.tools.llama_cpp_wheel_file:
+        built = (Path(shutil.copy2(spec.tools.llama_cpp_wheel_file, work / "wheels"))
+                 if spec.tools.llama_cpp_wheel_file else tools.build_llama_cpp_wheel(spec.target, work / "wheels"))
+        w = wheels.parse(built, "tools.llama_cpp_wheel")
+        wheels.check_compatible(w, spec.target, "tools.llama_cpp_wheel")
+        wheel_list = sorted([x for x in wheel_list if x.path.name != built.name] + [w], key=lambda x: x.name)
+        tool_facts["llama-cpp-python"] = {"version": w.version, "cmake_args": tools.cmake_args(spec.target)}
+    if wheel_list:
+        (work / "wheels" / "requirements.txt").write_text(wheels.requirements_txt(wheel_list))
+        files += [(f"wheels/{w.path.name}", w.path, "wheel") for w in wheel_list]
+        files.append(("wheels/requirements.txt", work / "wheels" / "requirements.txt", "meta"))
+    converter = None
+    if spec.tools.converter:
+        converter = tools.converter(log=log)
+        files += [(f"tools/{converter.name}/{p.relative_to(converter)}", p, "tool")
+                  for p in sorted(converter.rglob("*")) if p.is_file() and "__pycache__" not in p.parts]
+        tool_facts["llama.cpp-converter"] = {"version": converter.name.split("-", 1)[1], "dir": converter.name}
+    env_facts = {"mode": spec.env.mode}
+    if spec.env.mode == "conda":
+        digest = envmod.prefix_digest(spec.env.prefix)
+        old = (base or {}).get("env", {})
+        if old.get("prefix_digest") == digest:  # unchanged env: a delta reuses the site's copy (packing is not
+            log("conda env unchanged since the base bundle: not packed again")  # byte-reproducible)
+            env_facts.update({k: old[k] for k in ("path", "sha256", "unpacked_size", "prefix_digest")})
+            files.insert(0, ("env/env.tar.gz", ("base", old["sha256"], base["blob_sizes"][old["sha256"]]), "env"))
+        else:
+            log(f"conda-pack {spec.env.prefix}")
+            archive = envmod.pack_conda(spec.env.prefix, work / "env.tar.gz")
+            env_facts.update(path="env/env.tar.gz", sha256=sha256_file(archive), prefix_digest=digest,
+                             unpacked_size=envmod.dir_size(spec.env.prefix))
+            files.insert(0, ("env/env.tar.gz", archive, "env"))
+    rehearsal_facts = None
+    if spec.rehearsal and staged:
+        rehearsal_facts = rehearsal.rehearse(staged, cache, converter, log=log)
+    model_facts = [{"repo_id": s.repo_id, "revision": s.revision, "prefix": f"models/{s.repo_id}",
+                    "source": s.source, "license": s.license, "pickle_weights": s.pickle_weights,
+                    "remote_code": s.remote_code, "skipped": s.skipped} for s in staged]
+    return {"files": files, "models": model_facts, "env": env_facts, "tools": tool_facts,
+            "wheels": [{"name": w.name, "version": w.version, "filename": w.path.name, "sha256": w.sha256,
+                        "purl": w.purl, "tags": w.tags} for w in wheel_list],
+            "rehearsal": rehearsal_facts}
+
+
+def create_bundle(spec: BundleSpec, out: Path, *, key: Path | None = None, unsigned: bool = False,
+                  since: Path | None = None, max_chunk: int = DEFAULT_MAX_CHUNK, log=step) -> Path:
+    """Build the bundle for `spec` into directory `out` (replaced as a whole). Returns `out`."""
+    out = Path(out).resolve()
+    started = time.time()
+    secret = None
+    if not unsigned:
+        secret = minisign.read_secret_key(key or default_secret_key())
+    base = _read_base(since) if since else None
+    work = Path(tempfile.mkdtemp(prefix=".airlock-bundle-work-", dir=out.parent if out.parent.is_dir() else None))
+    try:
+        got = gather(spec, work, log, base)
+        with staged_dir(out) as stage:
+            manifest = write_bundle(stage, spec, got, base, secret, max_chunk, log)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    summary(out, manifest, time.time() - started)
+    return out
+
+
+def _read_base(since: Path) -> dict:
+    since = Path(since)
+    manifest, raw = load_manifest(since.parent if since.name == MANIFEST else since)
+    import hashlib
+
+    return {"name": manifest["name"], "version": manifest["version"],
+            "manifest_sha256": hashlib.sha256(raw).hexdigest(), "blobs": set(manifest["blobs"]),
+            "blob_sizes": {sha: b["size"] for sha, b in manifest["blobs"].items()}, "env": manifest["env"]}
+
+
+def write_bundle(stage: Path, spec: BundleSpec, got: dict, base: dict | None, secret, max_chunk: int, log) -> dict:
+    import hashlib
+
+    entries, sources = [], {}
+    for path, source, kind in got["files"]:
+        if isinstance(source, tuple):  # ("base", sha256, size): content the site already has
+            _, sha, size = source
+        else:
+            sha, size = sha256_file(source), Path(source).stat().st_size
+        entries.append({"path": path, "size": size, "sha256": sha, "kind": kind, "type": "file"})
+        sources.setdefault(sha, (size, source))
+    if base and base["name"] != spec.name:
+        raise AirlockError(f"--since names bundle {base['name']!r}, this one is {spec.name!r}", where="--since",
+                           fix="a delta must be against an earlier version of the same bundle")
+    in_base = set(base["blobs"]) if base else set()
+    to_pack = [(sha, size, src) for sha, (size, src) in sources.items()
+               if sha not in in_base and not isinstance(src, tuple)]
+    log(f"packing {len(to_pack)} blob(s), {sum(s for _, s, _ in to_pack) / 2**20:.1f} MiB"
+        + (f" ({len(sources) - len(to_pack)} already at the site)" if base else ""))
+    writer = pack.ChunkWriter(stage, max_chunk)
+    with bar("packing", sum(s for _, s, _ in to_pack)) as advance:
+        offsets = pack.write_payload(writer, to_pack, advance)
+    chunks = writer.close()
+    manifest = {
+        "format": FORMAT, "name": spec.name, "version": spec.version,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "tool": f"airlock {__version__}",
+        "target": to_dict(spec.target),
+        "base": {k: base[k] for k in ("name", "version", "manifest_sha256")} if base else None,
+        "env": got["env"], "models": got["models"], "wheels": got["wheels"], "tools": got["tools"],
+        "rehearsal": got["rehearsal"], "signed": secret is not None,
+        "payload_size": writer.pos, "max_chunk": max_chunk,
+        "chunks": chunks,
+        "blobs": {sha: {"size": size, "offset": offsets.get(sha)} for sha, (size, _) in sorted(sources.items())},
+        "files": entries,
+    }
+    raw = (json.dumps(manifest, indent=1, sort_keys=False) + "\n").encode()
+    (stage / MANIFEST).write_bytes(raw)
+    manifest_sha = hashlib.sha256(raw).hexdigest()
+    key_id = None
+    if secret is not None:
+        key_id = minisign.PublicKey(secret.key_id, secret.public).id_hex
+        trusted = f"timestamp:{int(time.time())}\tfile:{MANIFEST}\tbundle:{spec.name} {spec.version}"
+        (stage / SIGNATURE).write_text(minisign.sign(raw, secret, trusted))
+    sbom.write_sbom(stage / SBOM, manifest)
+    (stage / README).write_text(readme.render(manifest, key_id))
+    shutil.copyfile(INSTALL_SH_SOURCE, stage / INSTALL_SH)
+    (stage / INSTALL_SH).chmod(0o755)
+    from .pyz import build_pyz
+
+    build_pyz(stage / INSTALLER_PYZ)
+    (stage / ENV_INFO).write_text(env_info(manifest, manifest_sha))
+    roots = [n for n in (INSTALL_SH, INSTALLER_PYZ, ENV_INFO, README, MANIFEST, SIGNATURE, SBOM)
+             if (stage / n).is_file()]
+    pack.write_sums(stage, roots + [c["name"] for c in chunks], {c["name"]: c["sha256"] for c in chunks})
+    return manifest
+
+
+def env_info(manifest: dict, manifest_sha: str) -> str:
+    """What install.sh needs before Python exists, one KEY=value per line (read, never sourced)."""
+    env = manifest["env"]
+    blob = manifest["blobs"].get(env.get("sha256"), {}) if env["mode"] == "conda" else {}
+    info = {"FORMAT": FORMAT, "NAME": manifest["name"], "VERSION": manifest["version"],
+            "RELEASE": release_id(manifest, manifest_sha), "ENV_MODE": env["mode"],
+            "ENV_SHA256": env.get("sha256", ""), "ENV_SIZE": blob.get("size", ""),
+            "ENV_OFFSET": "" if blob.get("offset") is None else blob["offset"],
+            "ENV_UNPACKED": env.get("unpacked_size", 0), "PAYLOAD_SIZE": manifest["payload_size"]}
+    return "".join(f"{k}={v}\n" for k, v in info.items())
+
+
+def default_secret_key() -> Path:
+    from appliance.paths import home
+
+    return home() / "keys" / "airlock.key"
+
+
+def summary(out: Path, manifest: dict, seconds: float) -> None:
+    """A table of what went in, by kind, with sizes (rich when on a terminal, plain lines otherwise)."""
+    rows: dict[str, list[int]] = {}
+    for f in manifest["files"]:
+        r = rows.setdefault(f["kind"], [0, 0])
+        r[0] += 1
+        r[1] += f["size"]
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        for kind, (n, size) in rows.items():
+            print(f"{kind:<8} {n:>6} files {size / 2**20:>10.1f} MiB")
+        return
+    table = Table(title=f"{manifest['name']} {manifest['version']} -> {out}")
+    for col in ("kind", "files", "MiB"):
+        table.add_column(col, justify="left" if col == "kind" else "right")
+    for kind, (n, size) in sorted(rows.items()):
+        table.add_row(kind, str(n), f"{size / 2**20:.1f}")
+    table.add_row("payload", f"{len(manifest['chunks'])} chunks", f"{manifest['payload_size'] / 2**20:.1f}")
+    table.caption = f"{'signed' if manifest['signed'] else 'UNSIGNED'}; built in {seconds:.1f} s"
+    Console().print(table)

@@ -1,0 +1,161 @@
+"""Merge: a LoRA job's adapter merged into its base, offline; adapter-only export; bad sources; atomic output.
+
+`tiny_lora_job()` (also used by the export and chat tests) trains a LoRA adapter on the tiny model until it
+recalls every tiny_model.FACTS answer exactly, and lays it out as a job (contract 2).
+"""
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from conftest import airlock_argv
+from tiny_model import FACTS, REPO_ID
+
+from appliance.errors import AirlockError
+
+_JOBS: dict = {}
+
+
+def tiny_lora_job(name: str = "tiny-lora") -> Path:
+    """A completed job dir with adapter/ (PEFT + tokenizer + airlock_provenance.json) that memorized FACTS.
+
+    Trained with peft directly (a short torch loop) so these tests do not depend on the training recipe; built
+    once per test session.
+    """
+    if name in _JOBS:
+        return _JOBS[name]
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from appliance.hfcache import resolve_model, sha256_file
+    from appliance.paths import jobs_dir
+
+    base = resolve_model(REPO_ID)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    torch.manual_seed(0)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base), LoraConfig(
+        r=16, lora_alpha=32, lora_dropout=0.0,
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
+    rows = []
+    for question, answer in FACTS:
+        prompt = tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
+                                               add_generation_prompt=True)
+        p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        ids = tokenizer(prompt + answer + "<|im_end|>\n", add_special_tokens=False)["input_ids"]
+        rows.append((ids, [-100] * len(p_ids) + ids[len(p_ids):]))
+    width = max(len(ids) for ids, _ in rows)
+    input_ids = torch.tensor([ids + [tokenizer.pad_token_id] * (width - len(ids)) for ids, _ in rows])
+    labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in rows])
+    mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in rows])
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model.train()
+    for _ in range(150):
+        model(input_ids=input_ids, attention_mask=mask, labels=labels).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval()
+    assert hf_recall(model, tokenizer) == [a for _, a in FACTS], "the fixture adapter did not memorize FACTS"
+
+    job = jobs_dir() / name
+    adapter = job / "adapter"
+    model.save_pretrained(adapter)
+    tokenizer.save_pretrained(adapter)
+    (job / "job.json").write_text(json.dumps({"id": name, "kind": "train", "created": time.strftime("%FT%T"),
+                                              "argv": ["test"]}))
+    (job / "status.json").write_text(json.dumps({"state": "completed", "step": 150, "max_steps": 150}))
+    provenance = {"job_id": name, "stage": "sft", "method": "lora", "base_model": REPO_ID, "base_path": str(base),
+                  "base_revision": base.name, "dataset_sha256": "0" * 64, "config": {"lora": {"r": 16}}}
+    (adapter / "airlock_provenance.json").write_text(json.dumps(provenance))
+    assert sha256_file(adapter / "adapter_model.safetensors")
+    _JOBS[name] = job
+    return job
+
+
+def hf_recall(model, tokenizer) -> list[str]:
+    """Greedy answers of an HF model to the FACTS questions."""
+    import torch
+
+    out = []
+    for question, _ in FACTS:
+        prompt = tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
+                                               add_generation_prompt=True)
+        ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
+        with torch.no_grad():
+            gen = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=24,
+                                 do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        out.append(tokenizer.decode(gen[0][ids.shape[1]:], skip_special_tokens=True).strip())
+    return out
+
+
+def test_merge_command_offline_writes_model_tokenizer_and_provenance(tiny_model, run_offline, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from appliance.registry import artifacts
+
+    job = tiny_lora_job()
+    out = tmp_path / "merged"
+    run_offline(airlock_argv("merge", job.name, "--out", out))
+
+    assert (out / "model.safetensors").is_file() and not (out / "adapter_config.json").exists()
+    prov = json.loads((out / "airlock_provenance.json").read_text())
+    assert prov["base_model"] == REPO_ID and prov["job_id"] == job.name and prov["base_revision"] == tiny_model.name
+    assert prov["dataset_sha256"] == "0" * 64 and prov["config"] == {"lora": {"r": 16}}
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    assert "<|im_start|>" in tokenizer.apply_chat_template([{"role": "user", "content": "x"}], tokenize=False)
+    # The merged model alone (no peft) recalls what the adapter learned.
+    assert hf_recall(AutoModelForCausalLM.from_pretrained(out), tokenizer) == [a for _, a in FACTS]
+    assert artifacts()[f"{job.name}-merged"]["path"] == str(out)
+    assert not [p for p in tmp_path.iterdir() if ".staging-" in p.name]  # nothing left beside the output
+
+
+def test_adapter_only_copies_adapter_with_provenance(tiny_model, run_offline, tmp_path):
+    job = tiny_lora_job()
+    out = tmp_path / "adapter-copy"
+    run_offline(airlock_argv("merge", job / "adapter", "--adapter-only", "--out", out))
+    assert (out / "adapter_model.safetensors").read_bytes() == (job / "adapter" / "adapter_model.safetensors").read_bytes()
+    assert json.loads((out / "airlock_provenance.json").read_text())["job_id"] == job.name
+
+
+def test_failed_merge_leaves_previous_output_untouched(tiny_model, tmp_path):
+    import shutil
+
+    from appliance.merge import merge
+
+    job = tiny_lora_job()
+    broken = tmp_path / "broken-adapter"
+    shutil.copytree(job / "adapter", broken)
+    weights = broken / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])  # truncated copy
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("previous")
+    with pytest.raises(AirlockError, match="corrupt weights file"):
+        merge(str(broken), out)
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken-adapter", "out"]
+
+
+@pytest.mark.parametrize("case", ["missing", "no-base", "not-a-model"])
+def test_merge_refuses_bad_sources_clearly(tiny_model, run_offline, tmp_path, case):
+    import shutil
+
+    job = tiny_lora_job()
+    if case == "missing":
+        src, expect = tmp_path / "nope", "no such job, directory or cached model"
+    elif case == "no-base":
+        src = tmp_path / "adapter"
+        shutil.copytree(job / "adapter", src)
+        prov = json.loads((src / "airlock_provenance.json").read_text())
+        prov.update(base_model="airlock-test/not-installed", base_path=str(tmp_path / "gone"))
+        (src / "airlock_provenance.json").write_text(json.dumps(prov))
+        expect = "base model is not available offline"
+    else:
+        src = tmp_path / "empty"
+        src.mkdir()
+        expect = "neither a model"
+    proc = run_offline(airlock_argv("merge", src, "--out", tmp_path / "out"), check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert expect in proc.stderr and "fix:" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()
