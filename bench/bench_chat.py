@@ -44,10 +44,13 @@ def run(quick: bool = False) -> list[dict]:
         peer_llm = Llama(model_path=str(gguf), n_ctx=2048, n_threads=threads, verbose=False)
         params = SamplingParams(temperature=0.0, max_tokens=MAX_TOKENS)
 
+        # Both sides start from an empty KV cache each round, so time to first token includes the prompt.
         def ours():
+            ours_session.llm.reset()
             return _timed_stream(ours_session.stream(MESSAGES, params))
 
         def peer():
+            peer_llm.reset()
             chunks = peer_llm.create_chat_completion(MESSAGES, stream=True, temperature=0.0, top_p=params.top_p,
                                                      top_k=params.top_k, max_tokens=MAX_TOKENS, seed=params.seed)
             return _timed_stream(c for c in chunks if c["choices"][0]["delta"].get("content"))

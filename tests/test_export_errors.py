@@ -1,12 +1,10 @@
 """Export failures: a missing or corrupt source, a full disk, an interrupted export. Each gives a clear error,
 leaves earlier artifacts untouched and leaves no partial file behind."""
 
-import json
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
 import pytest

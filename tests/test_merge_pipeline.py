@@ -1,11 +1,10 @@
 """Merge: a LoRA job's adapter merged into its base, offline; adapter-only export; bad sources; atomic output.
 
-`tiny_lora_job()` (also used by the export and chat tests) trains a LoRA adapter on the tiny model until it
-recalls every tiny_model.FACTS answer exactly, and lays it out as a job (contract 2).
+`tiny_lora_job()` (also used by the export and chat tests) trains a LoRA adapter on the tiny model with
+`airlock train` until it recalls every tiny_model.FACTS answer exactly.
 """
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -18,57 +17,37 @@ _JOBS: dict = {}
 
 
 def tiny_lora_job(name: str = "tiny-lora") -> Path:
-    """A completed job dir with adapter/ (PEFT + tokenizer + airlock_provenance.json) that memorized FACTS.
-
-    Trained with peft directly (a short torch loop) so these tests do not depend on the training recipe; built
-    once per test session.
-    """
+    """A completed LoRA job (contract 2: adapter/ with airlock_provenance.json) that memorized FACTS, trained
+    once per test session with the real `airlock train` (the settings the training tests use for LoRA)."""
     if name in _JOBS:
         return _JOBS[name]
-    import torch
-    from peft import LoraConfig, get_peft_model
+    import subprocess
+    import tempfile
+
+    import yaml
+    from peft import PeftModel
+    from test_train_run import LORA
+    from tiny_model import facts_as_sharegpt
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from appliance.hfcache import resolve_model, sha256_file
+    from appliance.hfcache import resolve_model
     from appliance.paths import jobs_dir
 
-    base = resolve_model(REPO_ID)
-    tokenizer = AutoTokenizer.from_pretrained(base)
-    torch.manual_seed(0)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base), LoraConfig(
-        r=16, lora_alpha=32, lora_dropout=0.0,
-        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
-    rows = []
-    for question, answer in FACTS:
-        prompt = tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
-                                               add_generation_prompt=True)
-        p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        ids = tokenizer(prompt + answer + "<|im_end|>\n", add_special_tokens=False)["input_ids"]
-        rows.append((ids, [-100] * len(p_ids) + ids[len(p_ids):]))
-    width = max(len(ids) for ids, _ in rows)
-    input_ids = torch.tensor([ids + [tokenizer.pad_token_id] * (width - len(ids)) for ids, _ in rows])
-    labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in rows])
-    mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in rows])
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    model.train()
-    for _ in range(150):
-        model(input_ids=input_ids, attention_mask=mask, labels=labels).loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-    model.eval()
-    assert hf_recall(model, tokenizer) == [a for _, a in FACTS], "the fixture adapter did not memorize FACTS"
-
-    job = jobs_dir() / name
-    adapter = job / "adapter"
-    model.save_pretrained(adapter)
-    tokenizer.save_pretrained(adapter)
-    (job / "job.json").write_text(json.dumps({"id": name, "kind": "train", "created": time.strftime("%FT%T"),
-                                              "argv": ["test"]}))
-    (job / "status.json").write_text(json.dumps({"state": "completed", "step": 150, "max_steps": 150}))
-    provenance = {"job_id": name, "stage": "sft", "method": "lora", "base_model": REPO_ID, "base_path": str(base),
-                  "base_revision": base.name, "dataset_sha256": "0" * 64, "config": {"lora": {"r": 16}}}
-    (adapter / "airlock_provenance.json").write_text(json.dumps(provenance))
-    assert sha256_file(adapter / "adapter_model.safetensors")
+    work = Path(tempfile.mkdtemp(prefix="tiny-lora-data-"))
+    data = work / "facts.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in facts_as_sharegpt()))
+    config = work / "train.yaml"
+    config.write_text(yaml.safe_dump({"model": REPO_ID, "per_device_train_batch_size": 8, "logging_steps": 10,
+                                      "save_steps": 50, "seed": 0, "data": {"path": str(data), "cutoff_len": 64},
+                                      **LORA}))
+    proc = subprocess.run(airlock_argv("train", config, "--name", name), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    line = next(l for l in proc.stdout.splitlines() if l.startswith("job ") and "started" in l)
+    job = jobs_dir() / line.split()[1]
+    assert json.loads((job / "status.json").read_text())["state"] == "completed"
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(resolve_model(REPO_ID)), job / "adapter")
+    assert hf_recall(model.eval(), AutoTokenizer.from_pretrained(job / "adapter")) == [a for _, a in FACTS], \
+        "the training job did not memorize FACTS"
     _JOBS[name] = job
     return job
 
@@ -101,7 +80,8 @@ def test_merge_command_offline_writes_model_tokenizer_and_provenance(tiny_model,
     assert (out / "model.safetensors").is_file() and not (out / "adapter_config.json").exists()
     prov = json.loads((out / "airlock_provenance.json").read_text())
     assert prov["base_model"] == REPO_ID and prov["job_id"] == job.name and prov["base_revision"] == tiny_model.name
-    assert prov["dataset_sha256"] == "0" * 64 and prov["config"] == {"lora": {"r": 16}}
+    trained = json.loads((job / "adapter" / "airlock_provenance.json").read_text())
+    assert prov["dataset_sha256"] == trained["dataset_sha256"] and prov["config"] == trained["config"]
     tokenizer = AutoTokenizer.from_pretrained(out)
     assert "<|im_start|>" in tokenizer.apply_chat_template([{"role": "user", "content": "x"}], tokenize=False)
     # The merged model alone (no peft) recalls what the adapter learned.

@@ -77,8 +77,10 @@ def test_tui_in_tmux_trains_detaches_and_reattaches(tmp_path, tiny_model):
         tmux.keys("C-u")
         tmux.keys(REPO_ID, literal=True)
         tmux.keys("Tab", "Tab", "Tab")  # method, stage -> data.path
+        tmux.wait_for("data.path (default")  # the help line names the focused field
         tmux.keys(str(data), literal=True)
         tmux.keys("Tab", "Tab", "Tab")  # data.dataset, data.format -> max_steps
+        tmux.wait_for("max_steps (default")
         tmux.keys("12", literal=True)
         tmux.wait_for("valid")
         tmux.keys("C-r")
@@ -89,6 +91,11 @@ def test_tui_in_tmux_trains_detaches_and_reattaches(tmp_path, tiny_model):
                 break
             time.sleep(0.25)
         job = new[0]
+        for _ in range(2400):
+            if job.status()["state"] in ("completed", "failed", "crashed", "stopped"):
+                break
+            time.sleep(0.25)
+        assert job.status()["state"] == "completed", job.log_tail(30)
         tmux.wait_line(job.id[:20], "completed")  # the job's row/status line, live from its files
         tmux.kill()  # the SSH session drops: the TUI dies, the job is already done and on disk
         tmux.start()

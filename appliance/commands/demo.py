@@ -1,0 +1,30 @@
+"""`airlock demo`: bundle -> offline install -> data check -> LoRA -> merge -> GGUF -> chat, on the embedded default."""
+
+
+def register(sub) -> None:
+    p = sub.add_parser("demo", help="run the whole pipeline end to end on the embedded default model (make demo)")
+    p.add_argument("--inside", action="store_true", help=argparse_suppress())
+    p.add_argument("--site", help=argparse_suppress())
+    p.add_argument("--bundle", help=argparse_suppress())
+    p.add_argument("--pubkey", help=argparse_suppress())
+    p.add_argument("--times", help=argparse_suppress())
+    p.set_defaults(func=run)
+
+
+def argparse_suppress():
+    import argparse
+
+    return argparse.SUPPRESS
+
+
+def run(args) -> int:
+    import json
+    from pathlib import Path
+
+    from .. import demo
+
+    if not args.inside:
+        return demo.run()
+    stages_before = json.loads(args.times or "{}")
+    return demo.run(inside=True, site=Path(args.site), bundle=Path(args.bundle), pubkey=Path(args.pubkey),
+                    times_before=stages_before)

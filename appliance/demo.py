@@ -1,0 +1,222 @@
+"""`airlock demo` (what `make demo` runs): the whole product once, end to end, on the embedded default model.
+
+    make demo            # or: .venv/bin/airlock demo
+
+Connected side: sign a bundle holding the embedded default (SmolLM2-135M-Instruct), the sample data set and
+llama.cpp's converter. Then, inside `unshare -n` (no network at all) when this user may, else with the
+connection guard only (and it says so), the offline side: verify + install the bundle into a fresh site
+directory -> data check -> LoRA SFT (appliance/configs/sft_lora_demo.yaml) -> merge -> GGUF f16 + Q4_K_M ->
+chat. It prints the base model's and the tuned Q4_K_M's answers to the held-out prompts side by side, the
+export's fidelity figures and the time of each stage, and writes them to <site>/demo-report.json.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import AirlockError
+from .paths import home, sample_data_dir
+
+BUNDLE_NAME = "airlock-demo"
+CONFIG = Path(__file__).resolve().parent / "configs" / "sft_lora_demo.yaml"
+
+
+class Stages:
+    """Times each stage and prints a header for it."""
+
+    def __init__(self):
+        self.times: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str):
+        print(f"\n=== {name}", flush=True)
+        start = time.perf_counter()
+        yield
+        self.times[name] = round(time.perf_counter() - start, 1)
+        print(f"--- {name}: {self.times[name]} s", flush=True)
+
+
+def demo_dir() -> Path:
+    return home() / "demo"
+
+
+def can_unshare() -> bool:
+    if not shutil.which("unshare"):
+        return False
+    return subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode == 0
+
+
+# ---------------------------------------------------------------- connected side
+def build_bundle(stages: Stages) -> tuple[Path, Path]:
+    """Sign and write the demo bundle; returns (bundle dir, public key)."""
+    from bundler.create import create_bundle
+    from bundler.spec import load_spec
+    from installer import minisign
+
+    from .embedded import ensure_default_model
+    from .tools import ensure_converter
+
+    work = demo_dir()
+    keys = work / "keys"
+    with stages("set-up check (embedded model, converter)"):
+        ensure_converter()
+        ensure_default_model()
+    with stages("bundle create (connected side)"):
+        if not (keys / "demo.key").is_file():
+            minisign.generate(keys / "demo.key", keys / "demo.pub")
+        spec = load_spec(Path(__file__).resolve().parents[1] / "bundler" / "examples" / "bundle.yaml")
+        bundle = create_bundle(spec, work / "bundle", key=keys / "demo.key")
+    return bundle, keys / "demo.pub"
+
+
+# ---------------------------------------------------------------- offline side
+def heldout() -> list[dict]:
+    rows = []
+    for line in (sample_data_dir() / "heldout.jsonl").read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            rows.append(json.loads(line))
+    return rows
+
+
+def scored(answer: str, row: dict) -> bool:
+    expected = row["expected"]
+    if row.get("match") == "exact":
+        return answer.strip() == expected.strip()
+    return expected.casefold() in answer.casefold()
+
+
+def answers(session, prompts: list[str], max_tokens: int = 48) -> list[str]:
+    from .chat import SamplingParams
+
+    params = SamplingParams(temperature=0.0, max_tokens=max_tokens)
+    return ["".join(session.stream([{"role": "user", "content": p}], params)).strip() for p in prompts]
+
+
+def offline_pipeline(bundle: Path, pubkey: Path, site: Path, stages: Stages) -> dict:
+    from installer.install import install_bundle
+
+    from .data.check import check
+    from .jobs import follow, start_detached
+    from .train import load_config, start
+
+    with stages("verify + install bundle (offline)"):
+        installed = install_bundle(bundle, site, trusted_key=pubkey, smoke=False)
+        dataset = site / "current" / BUNDLE_NAME / "files" / "datasets" / "magic_conch.jsonl"
+        if not dataset.is_file():
+            raise AirlockError("the installed bundle has no sample data set", where=str(dataset))
+        print(f"installed release {installed['release']} (key {installed.get('key_id')})")
+
+    with stages("data check"):
+        report = check(dataset)
+        print(f"{report.conversations} conversations, format {report.format}, {len(report.errors)} errors, "
+              f"{len(report.warnings)} warnings, token p50/p90/max "
+              f"{report.token_lengths.get('p50')}/{report.token_lengths.get('p90')}/{report.token_lengths.get('max')}")
+        if not report.ok:
+            raise AirlockError("the sample data set does not check clean", where=str(dataset))
+
+    with stages("train (LoRA SFT job)"):
+        cfg = load_config(CONFIG, [f"data.path={dataset}"])
+        job = start(cfg, ["airlock", "train", str(CONFIG), "--set", f"data.path={dataset}"], "demo")
+        start_detached(job)
+        status = follow(job)
+        if status["state"] != "completed":
+            raise AirlockError(f"training {status['state']}: {status.get('message')}", where=str(job.log_path))
+        metrics = [m for m in job.metrics() if m.get("loss") is not None]
+
+    from .export.pipeline import export_gguf
+    from .merge import merge
+
+    with stages("merge"):
+        merged = merge(job.id)
+    rows = heldout()
+    prompts = [r["prompt"] for r in rows]
+    with stages("export GGUF f16 + Q4_K_M (+ fidelity)"):
+        result = export_gguf(str(merged), ["f16", "q4_k_m"], prompts=prompts[:8])
+
+    from .chat import HFSession, LlamaSession
+
+    with stages("chat: base vs tuned Q4_K_M on held-out prompts"):
+        base = HFSession(cfg.model)
+        base_answers = answers(base, prompts)
+        base.close()
+        tuned = LlamaSession(result.files["q4_k_m"])
+        tuned_answers = answers(tuned, prompts)
+        tuned.close()
+
+    return {"job": job.id, "merged": str(merged), "gguf": {k: str(v) for k, v in result.files.items()},
+            "fidelity": result.fidelity, "export_timings": result.timings,
+            "train": {"steps": status.get("step"), "first_loss": metrics[0]["loss"] if metrics else None,
+                      "last_loss": metrics[-1]["loss"] if metrics else None,
+                      "tokens_per_s": metrics[-1].get("tokens_per_s") if metrics else None},
+            "heldout": [dict(r, base=b, tuned=t, base_ok=scored(b, r), tuned_ok=scored(t, r))
+                        for r, b, t in zip(rows, base_answers, tuned_answers)]}
+
+
+def print_summary(result: dict, stages: Stages, isolation: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False, soft_wrap=False)
+    table = Table(title="held-out prompts: base model vs tuned Q4_K_M", show_lines=True)
+    for col in ("prompt", "expected", "base", "tuned Q4_K_M"):
+        table.add_column(col, overflow="fold")
+    for row in result["heldout"]:
+        mark = lambda ok: "✓ " if ok else "✗ "  # noqa: E731
+        table.add_row(row["prompt"], row["expected"], mark(row["base_ok"]) + row["base"],
+                      mark(row["tuned_ok"]) + row["tuned"])
+    console.print(table)
+    ident = [r for r in result["heldout"] if r.get("kind") == "identity"]
+    for label, rows in (("identity", ident), ("all held-out", result["heldout"])):
+        if rows:
+            tuned = sum(r["tuned_ok"] for r in rows)
+            base = sum(r["base_ok"] for r in rows)
+            console.print(f"{label}: tuned {tuned}/{len(rows)} ({100 * tuned / len(rows):.0f}%), "
+                          f"base {base}/{len(rows)}")
+    fid = result.get("fidelity") or {}
+    console.print("fidelity: " + json.dumps({k: v for k, v in fid.items() if k != "answers"}, ensure_ascii=False)[:1200])
+    times = Table(title=f"stage times ({isolation})")
+    times.add_column("stage")
+    times.add_column("seconds", justify="right")
+    for name, seconds in stages.times.items():
+        times.add_row(name, f"{seconds:.1f}")
+    offline = [s for n, s in stages.times.items() if "connected" not in n and "set-up" not in n]
+    times.add_row("offline pipeline total", f"{sum(offline):.1f}")
+    console.print(times)
+
+
+def run(inside: bool = False, site: Path | None = None, bundle: Path | None = None, pubkey: Path | None = None,
+        times_before: dict | None = None) -> int:
+    stages = Stages()
+    stages.times.update(times_before or {})
+    if not inside:
+        bundle, pubkey = build_bundle(stages)
+        site = demo_dir() / "site"
+        shutil.rmtree(site, ignore_errors=True)  # a fresh site each run, like a new host
+        argv = [sys.executable, "-m", "appliance", "demo", "--inside", "--site", str(site), "--bundle", str(bundle),
+                "--pubkey", str(pubkey), "--times", json.dumps(stages.times)]
+        if can_unshare():
+            print("\nentering a network namespace with no network (unshare -n) for the offline side", flush=True)
+            return subprocess.call(["unshare", "-n", *argv])
+        print("\nunshare -n is not permitted here: the offline side runs with the connection guard only", flush=True)
+        return subprocess.call(argv, env=dict(os.environ, AIRLOCK_DEMO_ISOLATION="guard only"))
+    # The site directory is the data directory from the start, as on a real host: HF cache, jobs, registry.
+    os.environ["AIRLOCK_HOME"] = str(site)
+    os.environ.pop("HF_HUB_CACHE", None)
+    from .offline import enforce_offline
+
+    enforce_offline()
+    isolation = os.environ.get("AIRLOCK_DEMO_ISOLATION", "unshare -n + connection guard")
+    result = offline_pipeline(bundle, pubkey, site, stages)
+    result["stage_times"] = stages.times
+    result["isolation"] = isolation
+    from .atomic import write_json
+
+    write_json(site / "demo-report.json", result)
+    print_summary(result, stages, isolation)
+    print(f"\nreport: {site / 'demo-report.json'}")
+    return 0

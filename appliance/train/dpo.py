@@ -1,0 +1,248 @@
+"""Direct Preference Optimization (DPO) with LoRA/QLoRA (or full weights), from a base model or an SFT adapter.
+
+    airlock train my_dpo.yaml        # stage: dpo; data: a preference set; pref_beta / pref_loss; adapter: SFT-JOB
+
+Preference data is LLaMA-Factory's (a dataset_info.json entry with "ranking": true), Alpaca-like
+(instruction/input + chosen/rejected strings) or ShareGPT-like (conversations ending with a user turn + chosen /
+rejected messages); appliance.data parses both into Conversations with `.chosen` / `.rejected`.
+
+Reads top to bottom like the SFT recipe (appliance/train/recipe.py), whose pieces it reuses:
+  1. setup: resolve the base (or the SFT adapter and the base it names), dtype check, threads, tokenizer.
+  2. data: preference pairs as trl's conversational prompt/chosen/rejected rows, max_samples, val_size split.
+  3. model: a fresh LoRA on the base (recipe.load_model), or the SFT adapter made trainable. The reference
+     policy is the starting point: trl keeps a frozen copy of the starting adapter ("ref"), or of the full model.
+  4. train: trl's DPOTrainer; beta (pref_beta) and the loss type (pref_loss: sigmoid = DPO, ipo, hinge, ...).
+  5. save: adapter/ (or model/) with the tokenizer and airlock_provenance.json, staged; the registry records it
+     with its lineage (base or SFT adapter -> DPO adapter).
+
+Errors: AirlockError for records without chosen/rejected, QLoRA from an existing adapter, and what SFT refuses.
+`preference_margins` measures log p(chosen) - log p(rejected) per pair, the quantity DPO pushes up.
+"""
+
+import dataclasses
+import json
+import random
+import time
+from pathlib import Path
+from typing import Literal
+
+from .. import registry
+from ..atomic import staged_dir, write_json
+from ..errors import AirlockError
+from . import resources
+from .recipe import PROVENANCE, base_revision, load_model, resolve_base, sft_args
+
+LOSS_TYPES = ("sigmoid", "hinge", "ipo", "robust", "exo_pair", "nca_pair", "bco_pair", "sppo_hard", "apo_zero",
+              "apo_down", "aot", "sigmoid_norm")
+LossType = Literal["sigmoid", "hinge", "ipo", "robust", "exo_pair", "nca_pair", "bco_pair", "sppo_hard", "apo_zero",
+                   "apo_down", "aot", "sigmoid_norm"]
+
+
+@dataclasses.dataclass
+class Preference:
+    """The DPO-only settings. In a TrainConfig they are pref_beta, pref_loss and adapter (LLaMA-Factory's names)."""
+
+    beta: float = 0.1
+    loss_type: LossType = "sigmoid"
+    adapter: str = ""  # an SFT job id or adapter directory to start from; empty = a fresh LoRA on the base
+
+    def validate(self) -> None:
+        if self.beta <= 0:
+            raise AirlockError(f"pref_beta must be positive, got {self.beta}", where="pref_beta",
+                               fix="0.1 is the usual value; larger keeps the model closer to where it started")
+        if self.loss_type not in LOSS_TYPES:
+            raise AirlockError(f"pref_loss {self.loss_type!r} is not a DPO loss", where="pref_loss",
+                               fix=f"use one of: {', '.join(LOSS_TYPES)}")
+
+    @classmethod
+    def of(cls, cfg) -> "Preference":
+        """The settings from a TrainConfig (defaults for what it does not have)."""
+        pref = cls(beta=getattr(cfg, "pref_beta", cls.beta), loss_type=getattr(cfg, "pref_loss", cls.loss_type),
+                   adapter=getattr(cfg, "adapter", "") or "")
+        pref.validate()
+        return pref
+
+
+def preference_rows(conversations) -> list[dict]:
+    """trl's conversational preference rows: prompt messages, then one chosen and one rejected assistant message."""
+    rows, missing = [], []
+    for conv in conversations:
+        if conv.chosen is None or conv.rejected is None:
+            missing.append(conv.source)
+            continue
+        rows.append({"prompt": conv.messages,
+                     "chosen": [{"role": "assistant", "content": conv.chosen}],
+                     "rejected": [{"role": "assistant", "content": conv.rejected}]})
+    if missing:
+        raise AirlockError(
+            f"{len(missing)} record(s) have no chosen/rejected pair (first: {missing[0]})", where="data",
+            fix='DPO needs preference data: a dataset_info.json entry with "ranking": true and chosen/rejected '
+                "columns (set data.path to its folder and data.dataset to its name)")
+    return rows
+
+
+def load_pairs(data_cfg) -> tuple[list[dict], list[dict], str]:
+    """(train rows, eval rows, dataset sha256) from a DataConfig, honouring max_samples, val_size and seed."""
+    from ..data import load_conversations
+
+    loaded = load_conversations(data_cfg.path, data_cfg.format, data_cfg.dataset)
+    rows = preference_rows(loaded.conversations)
+    if data_cfg.max_samples:
+        rows = rows[:data_cfg.max_samples]
+    eval_rows = []
+    if data_cfg.val_size:
+        shuffled = rows[:]
+        random.Random(data_cfg.seed).shuffle(shuffled)
+        n = int(data_cfg.val_size) if data_cfg.val_size >= 1 else max(1, round(len(rows) * data_cfg.val_size))
+        eval_rows, rows = shuffled[:n], shuffled[n:]
+    if not rows:
+        raise AirlockError("no preference pairs left for training", where=str(data_cfg.path),
+                           fix="lower val_size or add data")
+    return rows, eval_rows, loaded.sha256
+
+
+def dpo_args(cfg, output_dir: Path, device: str, has_eval: bool, pref: Preference):
+    """DPOConfig: every Trainer setting exactly as the SFT recipe sets it, plus the DPO ones."""
+    from trl import DPOConfig, SFTConfig
+
+    sft = sft_args(cfg, output_dir, device, has_eval)
+    dpo_fields = {f.name for f in dataclasses.fields(DPOConfig) if f.init}
+    # What the recipe chose (values differing from SFTConfig's defaults) carries over to DPO unchanged.
+    kwargs = {f.name: getattr(sft, f.name) for f in dataclasses.fields(SFTConfig)
+              if f.init and f.name in dpo_fields and f.default is not dataclasses.MISSING
+              and getattr(sft, f.name) != f.default}
+    kwargs["output_dir"] = str(output_dir)
+    # Checkpoints: the SFT trainer publishes them atomically; until DPO shares that (see the report), keep none
+    # rather than risk a half-written one. The finished adapter is always staged and renamed.
+    kwargs.update(save_strategy="no", beta=pref.beta, loss_type=[pref.loss_type], max_length=cfg.data.cutoff_len,
+                  padding_free=False, precompute_ref_log_probs=False)
+    return DPOConfig(**kwargs)
+
+
+def load_policy(cfg, base_path: Path, device: str, card, pref: Preference, adapter_dir: Path | None):
+    """The model to train: a fresh LoRA (or full weights) via the SFT recipe, or the SFT adapter made trainable."""
+    if adapter_dir is None:
+        return load_model(cfg, base_path, device, card)
+    if cfg.method != "lora":
+        raise AirlockError(f"starting DPO from an adapter works with method lora (not {cfg.method})", where="method",
+                           fix="set method: lora, or merge the SFT adapter (`airlock merge`) and start from the merge")
+    from peft import PeftModel
+
+    base = load_model(dataclasses.replace(cfg, method="full"), base_path, device, card)
+    return PeftModel.from_pretrained(base, adapter_dir, is_trainable=True)
+
+
+def train(cfg, job, pref: Preference | None = None) -> Path:
+    """Run DPO for `cfg` (a TrainConfig with stage dpo) in `job`; returns the output directory."""
+    import datasets
+    import transformers
+    from transformers import AutoTokenizer, PrinterCallback
+    from trl import DPOTrainer
+
+    from ..merge import base_of, resolve_source
+    from .callbacks import JobReporter, StopFlag
+
+    pref = pref or Preference.of(cfg)
+    pref.validate()
+    transformers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+
+    # 1. setup: the starting point is the base, or an SFT adapter and the base it was trained on
+    adapter_src = resolve_source(pref.adapter) if pref.adapter else None
+    if adapter_src is not None and adapter_src.kind != "adapter":
+        raise AirlockError(f"{pref.adapter} is a full model, not an adapter", where="adapter",
+                           fix=f"set model: {adapter_src.path} (start from it as the base) and leave adapter empty")
+    model_ref = cfg.model
+    if adapter_src is not None and not model_ref:  # the base the adapter was trained on
+        model_ref = (adapter_src.provenance or {}).get("base_model") or str(base_of(adapter_src))
+    base_ref, base_path, card = resolve_base(model_ref)
+    device = resources.check_dtype(cfg.dtype, cfg.method)
+    threads = resources.set_threads(cfg.num_threads)
+    print(f"DPO on {base_ref} ({base_path}) from {adapter_src.path if adapter_src else 'a fresh adapter'}; "
+          f"method {cfg.method}, beta {pref.beta}, loss {pref.loss_type}, device {device}, {threads} threads",
+          flush=True)
+    tokenizer = AutoTokenizer.from_pretrained(adapter_src.path if adapter_src and
+                                              (adapter_src.path / "tokenizer_config.json").is_file() else base_path)
+
+    # 2. data
+    job.set_status(message="preparing preference pairs")
+    rows, eval_rows, sha256 = load_pairs(cfg.data)
+    write_json(job.path / "data_report.json", {"sha256": sha256, "pairs": len(rows), "eval_pairs": len(eval_rows)})
+    print(f"data: {len(rows)} train / {len(eval_rows)} eval pairs, sha256 {sha256[:12]}", flush=True)
+    train_set = datasets.Dataset.from_list(rows)
+    eval_set = datasets.Dataset.from_list(eval_rows) if eval_rows else None
+
+    # 3. model (the reference is the starting point: trl copies the starting adapter, or the base for a fresh one)
+    job.set_status(message="loading the model")
+    model = load_policy(cfg, base_path, device, card, pref, adapter_src.path if adapter_src else None)
+    ref_model = None
+    if cfg.method == "full":
+        ref_model = load_model(cfg, base_path, device, card).eval()
+
+    # 4. train
+    stop = StopFlag()
+    reporter = JobReporter(job, stop)
+    trainer = DPOTrainer(model=model, ref_model=ref_model,
+                         args=dpo_args(cfg, job.path / "checkpoints", device, eval_set is not None, pref),
+                         train_dataset=train_set, eval_dataset=eval_set, processing_class=tokenizer,
+                         callbacks=[reporter])
+    trainer.remove_callback(PrinterCallback)
+    stop.install()
+    started = time.monotonic()
+    trainer.train()
+    if reporter.stopped_by_request:
+        job.set_status(state="stopped", message=f"stopped at step {trainer.state.global_step} (DPO keeps no "
+                       "checkpoints yet: start it again)")
+        return None
+
+    # 5. save
+    job.set_status(message="saving")
+    provenance = {"job_id": job.id, "stage": "dpo", "method": cfg.method, "base_model": base_ref,
+                  "base_path": str(base_path), "base_revision": base_revision(base_path),
+                  "dataset_sha256": sha256, "config": cfg.to_dict(),
+                  "start_adapter": str(adapter_src.path) if adapter_src else None,
+                  "pref_beta": pref.beta, "pref_loss": pref.loss_type,
+                  "steps": trainer.state.global_step, "train_seconds": round(time.monotonic() - started, 1)}
+    out = job.path / ("model" if cfg.method == "full" else "adapter")
+    with staged_dir(out) as staging:
+        if cfg.method == "full":
+            trainer.save_model(str(staging))
+            tokenizer.save_pretrained(str(staging))
+        else:
+            peft_model = trainer.model
+            if "ref" in peft_model.peft_config:  # trl's frozen copy of the starting adapter is not an output
+                peft_model.delete_adapter("ref")
+            peft_model.peft_config["default"].base_model_name_or_path = base_ref
+            peft_model.save_pretrained(str(staging), save_embedding_layers=False)
+            tokenizer.save_pretrained(str(staging))
+        (staging / PROVENANCE).write_text(json.dumps(provenance, indent=2, default=str) + "\n")
+    kind = "model" if cfg.method == "full" else "adapter"
+    parent = (adapter_src.job_dir.name if adapter_src.job_dir else str(adapter_src.path)) if adapter_src else base_ref
+    registry.record(kind, job.id, out, parents=[parent, f"dataset:{sha256}"], stage="dpo", method=cfg.method,
+                    steps=trainer.state.global_step, pref_beta=pref.beta, pref_loss=pref.loss_type)
+    registry.audit("train.dpo", job=job.id, method=cfg.method, base_model=base_ref, start=parent, output=str(out))
+    job.set_status(state="completed", step=trainer.state.global_step, output=out.name,
+                   message=f"done: {out.name}/ written")
+    print(f"saved {out}", flush=True)
+    return out
+
+
+def run_job(job) -> None:
+    """The job runner for a DPO training job (`python -m appliance.jobs run JOB_DIR`)."""
+    from .config import from_dict
+
+    train(from_dict(job.config(), where=str(job.config_path)), job)
+
+
+def preference_margins(model, tokenizer, conversations) -> list[float]:
+    """log p(chosen) - log p(rejected) of each preference pair under `model` (sums over the reply tokens)."""
+    from ..data import Conversation, render
+    from ..evaluate.perplexity import sequence_logprobs
+
+    samples = []
+    for conv in conversations:
+        for reply in (conv.chosen, conv.rejected):
+            whole = Conversation(conv.messages + [{"role": "assistant", "content": reply}], conv.source)
+            samples.append(render(whole, tokenizer, "last"))
+    scores = sequence_logprobs(model, samples, tokenizer.pad_token_id or 0)
+    return [scores[i][0] - scores[i + 1][0] for i in range(0, len(scores), 2)]
