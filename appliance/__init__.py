@@ -5,3 +5,9 @@ functions that need them, so `airlock --help` and the TUI's first frame stay fas
 """
 
 __version__ = "0.1.0"
+
+import warnings
+
+# transformers 5 warns about its own renames (gradient_checkpointing -> activation_checkpointing ...) on every
+# run, from inside trl/peft calls we do not control: noise for an operator, so it stays out of job logs.
+warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers(\..*)?$")

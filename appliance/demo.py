@@ -90,14 +90,14 @@ def scored(answer: str, row: dict) -> bool:
     return expected.casefold() in answer.casefold()
 
 
-def answers(session, prompts: list[str], max_tokens: int = 48) -> list[str]:
+def answers(session, prompts: list[str], max_tokens: int = 32) -> list[str]:
     from .chat import SamplingParams
 
     params = SamplingParams(temperature=0.0, max_tokens=max_tokens)
     return ["".join(session.stream([{"role": "user", "content": p}], params)).strip() for p in prompts]
 
 
-def offline_pipeline(bundle: Path, pubkey: Path, site: Path, stages: Stages) -> dict:
+def offline_pipeline(bundle: Path, pubkey: Path, site: Path, stages: Stages, steps: int | None = None) -> dict:
     from installer.install import install_bundle
 
     from .data.check import check
@@ -120,8 +120,9 @@ def offline_pipeline(bundle: Path, pubkey: Path, site: Path, stages: Stages) -> 
             raise AirlockError("the sample data set does not check clean", where=str(dataset))
 
     with stages("train (LoRA SFT job)"):
-        cfg = load_config(CONFIG, [f"data.path={dataset}"])
-        job = start(cfg, ["airlock", "train", str(CONFIG), "--set", f"data.path={dataset}"], "demo")
+        overrides = [f"data.path={dataset}"] + ([f"max_steps={steps}"] if steps else [])
+        cfg = load_config(CONFIG, overrides)
+        job = start(cfg, ["airlock", "train", str(CONFIG), *(f"--set={o}" for o in overrides)], "demo")
         start_detached(job)
         status = follow(job)
         if status["state"] != "completed":
@@ -133,14 +134,14 @@ def offline_pipeline(bundle: Path, pubkey: Path, site: Path, stages: Stages) -> 
 
     with stages("merge"):
         merged = merge(job.id)
-    rows = heldout()
+    rows = [r for r in heldout() if r.get("kind") == "identity"]
     prompts = [r["prompt"] for r in rows]
     with stages("export GGUF f16 + Q4_K_M (+ fidelity)"):
-        result = export_gguf(str(merged), ["f16", "q4_k_m"], prompts=prompts[:8])
+        result = export_gguf(str(merged), ["f16", "q4_k_m"], prompts=prompts[:6])
 
     from .chat import HFSession, LlamaSession
 
-    with stages("chat: base vs tuned Q4_K_M on held-out prompts"):
+    with stages("chat: base vs tuned Q4_K_M on held-out identity prompts"):
         base = HFSession(cfg.model)
         base_answers = answers(base, prompts)
         base.close()
@@ -162,7 +163,7 @@ def print_summary(result: dict, stages: Stages, isolation: str) -> None:
     from rich.table import Table
 
     console = Console(highlight=False, soft_wrap=False)
-    table = Table(title="held-out prompts: base model vs tuned Q4_K_M", show_lines=True)
+    table = Table(title="held-out identity prompts (not in training): base model vs tuned Q4_K_M", show_lines=True)
     for col in ("prompt", "expected", "base", "tuned Q4_K_M"):
         table.add_column(col, overflow="fold")
     for row in result["heldout"]:
@@ -170,15 +171,22 @@ def print_summary(result: dict, stages: Stages, isolation: str) -> None:
         table.add_row(row["prompt"], row["expected"], mark(row["base_ok"]) + row["base"],
                       mark(row["tuned_ok"]) + row["tuned"])
     console.print(table)
-    ident = [r for r in result["heldout"] if r.get("kind") == "identity"]
-    for label, rows in (("identity", ident), ("all held-out", result["heldout"])):
+    for lang in ("en", "zh"):
+        rows = [r for r in result["heldout"] if r.get("lang") == lang]
         if rows:
+            label = {"en": "English identity", "zh": "Chinese identity"}[lang]
             tuned = sum(r["tuned_ok"] for r in rows)
             base = sum(r["base_ok"] for r in rows)
             console.print(f"{label}: tuned {tuned}/{len(rows)} ({100 * tuned / len(rows):.0f}%), "
                           f"base {base}/{len(rows)}")
     fid = result.get("fidelity") or {}
-    console.print("fidelity: " + json.dumps({k: v for k, v in fid.items() if k != "answers"}, ensure_ascii=False)[:1200])
+    tok = fid.get("tokenizer") or {}
+    console.print(f"fidelity (GGUF vs the merged HF model, {len(fid.get('prompts', []))} prompts, greedy): "
+                  f"llama.cpp tokenization identical to HF: {tok.get('identical')}")
+    for qtype, facts in (fid.get("types") or {}).items():
+        console.print(f"  {qtype:7} answers identical to HF {facts.get('identical_count')}/{len(fid.get('prompts', []))}"
+                      f", perplexity {facts.get('perplexity', float('nan')):.3f} "
+                      f"({facts.get('ppl_ratio_vs_f16', float('nan')):.3f}x f16) on held-out general text")
     times = Table(title=f"stage times ({isolation})")
     times.add_column("stage")
     times.add_column("seconds", justify="right")
@@ -190,7 +198,7 @@ def print_summary(result: dict, stages: Stages, isolation: str) -> None:
 
 
 def run(inside: bool = False, site: Path | None = None, bundle: Path | None = None, pubkey: Path | None = None,
-        times_before: dict | None = None) -> int:
+        times_before: dict | None = None, steps: int | None = None) -> int:
     stages = Stages()
     stages.times.update(times_before or {})
     if not inside:
@@ -198,7 +206,7 @@ def run(inside: bool = False, site: Path | None = None, bundle: Path | None = No
         site = demo_dir() / "site"
         shutil.rmtree(site, ignore_errors=True)  # a fresh site each run, like a new host
         argv = [sys.executable, "-m", "appliance", "demo", "--inside", "--site", str(site), "--bundle", str(bundle),
-                "--pubkey", str(pubkey), "--times", json.dumps(stages.times)]
+                "--pubkey", str(pubkey), "--times", json.dumps(stages.times)] + (["--steps", str(steps)] if steps else [])
         if can_unshare():
             print("\nentering a network namespace with no network (unshare -n) for the offline side", flush=True)
             return subprocess.call(["unshare", "-n", *argv])
@@ -211,7 +219,7 @@ def run(inside: bool = False, site: Path | None = None, bundle: Path | None = No
 
     enforce_offline()
     isolation = os.environ.get("AIRLOCK_DEMO_ISOLATION", "unshare -n + connection guard")
-    result = offline_pipeline(bundle, pubkey, site, stages)
+    result = offline_pipeline(bundle, pubkey, site, stages, steps)
     result["stage_times"] = stages.times
     result["isolation"] = isolation
     from .atomic import write_json

@@ -54,6 +54,11 @@ def select_files(names: list[str], m: ModelSpec, where: str, config: dict | None
                            "allow_pickle: true for this model in the spec (the manifest will say so)")
     keep = [n for n in names if _match(n, KEEP) or (m.trust_remote_code and _match(n, CODE))
             or (m.allow_pickle and not has_safetensors and _match(n, PICKLE))]
+    # transformers loads model.safetensors or model-0000x-of-0000y.safetensors; some repos also ship another full
+    # copy of the weights in another layout (Mistral's consolidated.safetensors): carrying it doubles the bundle.
+    if any(_match(n, ["model*.safetensors"]) for n in keep):
+        keep = [n for n in keep if not n.endswith(".safetensors") or _match(n, ["model*.safetensors"])
+                or _match(n, ["adapter_model*.safetensors"])]
     facts = {"pickle_weights": [n for n in pickles if n in keep], "remote_code": [n for n in code if n in keep],
              "skipped": sorted(set(names) - set(keep))}
     return sorted(keep), facts

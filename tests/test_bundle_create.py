@@ -133,3 +133,14 @@ def test_keys_generate_cli(tmp_path):
     again = subprocess.run([sys.executable, "-m", "appliance", "keys", "generate", "--out", str(tmp_path)],
                            capture_output=True, text=True)
     assert again.returncode != 0 and "already exists" in again.stderr
+
+
+def test_second_copy_of_weights_in_another_layout_is_left_out():
+    from bundler.models import select_files
+    from bundler.spec import ModelSpec
+
+    names = ["config.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
+             "model.safetensors.index.json", "consolidated.safetensors", "tokenizer.json", "params.json"]
+    keep, facts = select_files(names, ModelSpec(id="mistralai/Mistral-7B-Instruct-v0.3"), "spec", {})
+    assert "consolidated.safetensors" not in keep and "consolidated.safetensors" in facts["skipped"]
+    assert "model-00002-of-00002.safetensors" in keep and "model.safetensors.index.json" in keep

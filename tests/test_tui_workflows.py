@@ -31,6 +31,8 @@ def test_data_screen_lists_every_problem_and_renders_a_sample(tmp_path, tiny_mod
         await pilot.pause(0.2)
         detail = str(app.screen.query_one("#problem-detail").render())
         await wait_for(pilot, lambda: app.screen.samples, "the token statistics and the sample")
+        cleaning = str(app.screen.query_one("#cleaning").render())
+        assert "dedupe exact" in cleaning and "removes 0" in cleaning, cleaning
         return rows, detail, str(app.screen.query_one("#stats").render()), app.screen.samples[0]
 
     rows, detail, stats, sample = drive(scenario, start="data")
@@ -53,8 +55,8 @@ def test_train_form_starts_a_job_that_can_be_stopped_and_resumed(tmp_path, tiny_
 
     async def scenario(app, pilot):
         form = app.screen.query_one("#train-form")
-        form.set_values({"method": "full", "learning_rate": "0.001", "max_steps": "400", "logging_steps": "5",
-                         "save_steps": "10", "per_device_train_batch_size": "4", "data": {"cutoff_len": "64"}})
+        form.set_values({"method": "full", "learning_rate": "0.001", "max_steps": "60", "logging_steps": "2",
+                         "save_steps": "4", "per_device_train_batch_size": "4", "data": {"cutoff_len": "64"}})
         await type_into(pilot, app, "#f-model", REPO_ID)
         await type_into(pilot, app, "#f-data-path", str(data))
         app.screen.query_one("#job-name", expect_type=None).value = "tui-train"
@@ -75,7 +77,7 @@ def test_train_form_starts_a_job_that_can_be_stopped_and_resumed(tmp_path, tiny_
 
     job, points_running, stopped_at = drive(scenario, start="train")
     assert points_running >= 2
-    assert 0 < stopped_at < 400
+    assert 0 < stopped_at < 60
     assert (job.path / "model" / "airlock_provenance.json").is_file()
     assert job.info["name"] == "tui-train"
     assert any("resuming from" in line for line in job.log_path.read_text().splitlines())

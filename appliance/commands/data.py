@@ -1,67 +1,86 @@
-"""`airlock data check FILE|DIR`: validate a dataset and show what training would see."""
+"""`airlock data check FILE|DIR`: validate a dataset before training and show what training will see.
+
+Prints counts, the detected format, every problem (errors and warnings), token-length percentiles with the
+model's tokenizer, how many conversations the cutoff affects, duplicates, and one rendered sample with the
+trained tokens marked. Exit 0 when clean (warnings allowed), 1 when there are errors. --json prints the same
+report as JSON (appliance.data.check.CheckReport.to_dict()).
+"""
+
+import sys
+
+MAX_LISTED = 50
+OPEN, CLOSE = "«", "»"  # marks trained text when the output is not a terminal
 
 
 def register(sub) -> None:
-    p = sub.add_parser("data", help="inspect and validate datasets")
-    dsub = p.add_subparsers(title="data commands", metavar="ACTION")
-    c = dsub.add_parser("check", help="validate a dataset; counts, token lengths, duplicates, a rendered sample")
-    c.add_argument("path", help="a .json/.jsonl/.csv/.parquet file, or a directory with a LLaMA-Factory dataset_info.json")
-    c.add_argument("--format", default="auto", choices=["auto", "alpaca", "sharegpt"])
+    p = sub.add_parser("data", help="check datasets (Alpaca, ShareGPT, LLaMA-Factory dataset_info.json)")
+    data_sub = p.add_subparsers(title="data commands", metavar="COMMAND")
+    c = data_sub.add_parser("check", help="validate a dataset and report counts, problems, token lengths, a sample")
+    c.add_argument("path", help="a .jsonl/.json/.csv/.parquet file, or a directory with dataset_info.json")
+    c.add_argument("--format", choices=["auto", "alpaca", "sharegpt"], default="auto",
+                   help="record format (default: detect)")
     c.add_argument("--dataset", help="key in dataset_info.json (when PATH is a directory)")
-    c.add_argument("--model", help="tokenizer/chat template to render with (repo id in the local cache or a dir); "
-                                   "default: the catalog's default model")
-    c.add_argument("--cutoff-len", type=int, default=1024)
-    c.add_argument("--train-on", default="assistant", choices=["assistant", "last", "all"])
-    c.add_argument("--no-tokens", action="store_true", help="skip tokenization (no model needed)")
+    c.add_argument("--model", help="model (cached repo id or directory) whose tokenizer and chat template to use "
+                                   "(default: the catalog's default model, if installed)")
+    c.add_argument("--cutoff-len", type=int, default=1024, help="token cutoff to report against (default 1024)")
+    c.add_argument("--train-on", choices=["assistant", "last", "all"], default="assistant",
+                   help="which tokens are trained in the sample (default: assistant replies)")
     c.add_argument("--json", action="store_true", help="print the report as JSON")
     c.set_defaults(func=run_check, offline=True)
     p.set_defaults(func=lambda args: p.print_help() or 0)
 
 
 def run_check(args) -> int:
-    import json
-
     from ..data.check import check
 
-    report = check(args.path, args.format, args.dataset, model=args.model, cutoff_len=args.cutoff_len,
-                   train_on=args.train_on, tokens=not args.no_tokens)
+    report = check(args.path, format=args.format, dataset=args.dataset, model=args.model,
+                   cutoff_len=args.cutoff_len, train_on=args.train_on)
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False, default=str))
+        import json
+
+        print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
     else:
         print_report(report)
     return 0 if report.ok else 1
 
 
-def print_report(report) -> None:
-    import sys
-
+def print_report(report, out=None) -> None:
     from rich.console import Console
     from rich.text import Text
 
-    out = Console(highlight=False, soft_wrap=True)
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
-    for problem in report.problems:
-        err.print(Text(problem.render(), style="red" if problem.severity == "error" else "yellow"))
-    out.print(f"[bold]{report.path}[/]: format {report.format}, {report.records} records, "
-              f"{report.conversations} conversations, {report.turns} turns")
-    out.print(f"duplicates: {report.duplicates_exact} exact, {report.duplicates_normalized} normalized")
-    if report.token_lengths:
-        tl = report.token_lengths
-        out.print(f"tokens ({report.tokenizer}): p50 {tl['p50']}, p90 {tl['p90']}, p99 {tl['p99']}, max {tl['max']}; "
-                  f"{report.over_cutoff} conversation(s) over cutoff_len {report.cutoff_len}; "
-                  f"{report.trained_tokens} trained tokens")
-    elif report.token_note:
-        out.print(report.token_note)
+    out = out or sys.stdout
+    console = Console(file=out, highlight=False, soft_wrap=True)
+    styled = out.isatty()
+    say = console.print
+    say(Text(f"dataset: {report.path}"))
+    formats = ", ".join(f"{f} ({fmt})" for f, fmt in report.file_formats.items())
+    say(Text(f"format: {report.format}" + (f"  [{formats}]" if len(report.file_formats) > 1 else "")))
+    say(f"records: {report.records}  conversations: {report.conversations}  turns: {report.turns}")
+    say(f"duplicates: {report.duplicates['exact']} exact, {report.duplicates['normalized']} after normalizing "
+        "(removed only with dedupe=exact|normalized)")
+    if report.token_stats:
+        s = report.token_stats
+        say(Text(f"tokens ({report.model}): p50 {s['p50']}  p90 {s['p90']}  p99 {s['p99']}  max {s['max']}  "
+                 f"total {s['total']}  trained {report.trained_tokens}"))
+        say(f"cutoff {report.cutoff_len}: {report.over_cutoff} conversation(s) longer "
+            "(truncated, or dropped with cutoff_policy=drop)")
+    for note in report.notes:
+        say(Text(f"note: {note}"))
+    errors, warnings = report.errors, report.warnings
+    for problem in (errors + warnings)[:MAX_LISTED]:
+        say(Text(problem.render(), style=("red" if problem.severity == "error" else "yellow") if styled else ""))
+    if len(errors) + len(warnings) > MAX_LISTED:
+        say(f"... and {len(errors) + len(warnings) - MAX_LISTED} more (--json lists all)")
     if report.sample:
-        out.print(f"sample ({report.sample_source}); trained text is marked "
-                  + ("in green" if out.is_terminal else "«like this»") + ":")
-        text = Text()
+        legend = "bold green = trained, dim = masked" if styled else f"{OPEN}trained{CLOSE}, the rest is masked"
+        say(Text(f"\nsample ({report.sample_source}; {legend}):"))
+        sample = Text()
         for piece, trained in report.sample:
-            if out.is_terminal:
-                text.append(piece, style="bold green" if trained else "dim")
+            if styled:
+                sample.append(piece, style="bold green" if trained else "dim")
             else:
-                text.append(f"«{piece}»" if trained else piece)
-        out.print(text)
-    verdict = "OK" if report.ok else f"{len(report.errors)} error(s)"
-    out.print(f"{verdict}, {len(report.warnings)} warning(s)")
-    sys.stdout.flush()
+                sample.append(f"{OPEN}{piece}{CLOSE}" if trained else piece)
+        say(sample)
+    verdict = (f"{len(errors)} error(s), {len(warnings)} warning(s): fix the errors before training"
+               if errors else f"ok ({len(warnings)} warning(s))")
+    say(Text(f"\nresult: {verdict}", style=("bold red" if errors else "bold green") if styled else ""))

@@ -3,6 +3,7 @@
 
 def register(sub) -> None:
     p = sub.add_parser("demo", help="run the whole pipeline end to end on the embedded default model (make demo)")
+    p.add_argument("--steps", type=int, help="training steps (default: the demo config's); fewer for a quick smoke run")
     p.add_argument("--inside", action="store_true", help=argparse_suppress())
     p.add_argument("--site", help=argparse_suppress())
     p.add_argument("--bundle", help=argparse_suppress())
@@ -24,7 +25,7 @@ def run(args) -> int:
     from .. import demo
 
     if not args.inside:
-        return demo.run()
+        return demo.run(steps=args.steps)
     stages_before = json.loads(args.times or "{}")
     return demo.run(inside=True, site=Path(args.site), bundle=Path(args.bundle), pubkey=Path(args.pubkey),
-                    times_before=stages_before)
+                    times_before=stages_before, steps=args.steps)

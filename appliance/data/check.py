@@ -1,41 +1,43 @@
-"""check(): everything `airlock data check` (and the TUI's Data screen) shows about a dataset, as one report.
+"""check(): the whole report on a dataset, for `airlock data check` and the TUI's data screen (same object).
 
-Never raises for bad data: problems are listed in the report. Token statistics and the rendered sample need a
-tokenizer from the local HF cache (the model named, else the catalog's default); without one they are skipped
-with a note.
+    from appliance.data.check import check
+    report = check("train.jsonl", model="airlock-embedded/SmolLM2-135M-Instruct")
+    report.ok, report.errors, report.token_stats, report.to_dict()
+
+It never raises for bad data (problems are in the report); it raises AirlockError only for a bad request, such
+as a --model that is not installed.
 """
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from ..errors import AirlockError
-from .conversation import Conversation
+from . import clean
 from .load import scan
-from .prepare import _exact_key, _normalized_key, percentiles
 from .problems import Problem
-from .render import render, segments
+from .render import IGNORE, render, segments
 
 
 @dataclass
 class CheckReport:
     path: str
     format: str
-    file_formats: dict
+    files: list[str]
+    file_formats: dict[str, str]
     records: int
     conversations: int
     turns: int
+    sha256: str
     problems: list[Problem]
-    duplicates_exact: int = 0
-    duplicates_normalized: int = 0
-    tokenizer: str | None = None
-    token_note: str = ""
-    token_lengths: dict = field(default_factory=dict)
-    histogram: list[tuple[int, int]] = field(default_factory=list)  # (bucket upper bound, count)
-    cutoff_len: int = 1024
-    over_cutoff: int = 0
-    trained_tokens: int = 0
-    sample: list[tuple[str, bool]] = field(default_factory=list)
+    duplicates: dict[str, int]  # exact / normalized: how many records repeat an earlier one
+    cutoff_len: int
+    model: str | None = None  # the tokenizer used for token statistics
+    token_stats: dict | None = None  # p50 / p90 / p99 / max / mean / total tokens per conversation
+    trained_tokens: int | None = None
+    over_cutoff: int | None = None  # conversations longer than cutoff_len (truncated or dropped by prepare)
+    sample: list[tuple[str, bool]] | None = None  # (text, trained) pieces of one rendered conversation
     sample_source: str = ""
-    sha256: str = ""
+    notes: list[str] = field(default_factory=list)
 
     @property
     def errors(self) -> list[Problem]:
@@ -49,81 +51,102 @@ class CheckReport:
     def ok(self) -> bool:
         return not self.errors
 
+    # Names the TUI's data screen and the demo read (the first version of this report used them).
+    @property
+    def duplicates_exact(self) -> int:
+        return self.duplicates.get("exact", 0)
+
+    @property
+    def duplicates_normalized(self) -> int:
+        return self.duplicates.get("normalized", 0)
+
+    @property
+    def token_lengths(self) -> dict:
+        return self.token_stats or {}
+
+    @property
+    def tokenizer(self) -> str | None:
+        return self.model
+
     def to_dict(self) -> dict:
         data = asdict(self)
         data["ok"] = self.ok
         data["errors"] = len(self.errors)
         data["warnings"] = len(self.warnings)
+        if self.sample is not None:
+            data["sample"] = [{"text": text, "trained": trained} for text, trained in self.sample]
         return data
 
 
-def _count_duplicates(conversations: list[Conversation], key) -> int:
-    seen, dupes = set(), 0
-    for conv in conversations:
-        k = key(conv)
-        dupes += k in seen
-        seen.add(k)
-    return dupes
-
-
-def histogram(lengths: list[int], buckets: int = 10) -> list[tuple[int, int]]:
-    if not lengths:
-        return []
-    top = max(lengths)
-    width = max(1, -(-top // buckets))
-    counts = [0] * buckets
-    for n in lengths:
-        counts[min(buckets - 1, (n - 1) // width if n else 0)] += 1
-    return [((i + 1) * width, c) for i, c in enumerate(counts)]
-
-
-def load_tokenizer(model: str | None):
-    """(tokenizer, name) from the local HF cache, or (None, reason). Never touches the network."""
-    from ..catalog import default_card
-    from ..hfcache import resolve_model
-
-    try:
-        name = model or default_card().local_repo_id
-        path = resolve_model(name)
-    except AirlockError as exc:
-        return None, f"no token statistics: {exc.message}"
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(path), name
-
-
-def check(path, format: str = "auto", dataset: str | None = None, *, model: str | None = None,
-          tokenizer=None, cutoff_len: int = 1024, train_on: str = "assistant", tokens: bool = True) -> CheckReport:
+def check(path, format: str = "auto", dataset: str | None = None, model: str | None = None,
+          cutoff_len: int = 1024, train_on: str = "assistant", tokenizer=None) -> CheckReport:
+    """Validate, count and (with a tokenizer) measure a dataset. `model`: a path or cached repo id; None = the
+    catalog's default model if it is installed (no token statistics otherwise, with a note)."""
     loaded = scan(path, format, dataset)
     convs = loaded.conversations
     report = CheckReport(
-        path=str(path), format=loaded.format, file_formats=loaded.file_formats, records=loaded.records,
-        conversations=len(convs), turns=sum(c.turns for c in convs), problems=loaded.problems,
-        duplicates_exact=_count_duplicates(convs, _exact_key),
-        duplicates_normalized=_count_duplicates(convs, _normalized_key),
-        cutoff_len=cutoff_len, sha256=loaded.sha256,
+        path=str(path), format=loaded.format, files=[str(f) for f in loaded.files],
+        file_formats=loaded.file_formats, records=loaded.records, conversations=len(convs),
+        turns=sum(c.turns for c in convs), sha256=loaded.sha256, problems=loaded.problems,
+        duplicates={mode: len(clean.duplicates(convs, mode)) for mode in ("exact", "normalized")},
+        cutoff_len=cutoff_len,
     )
-    if not tokens or not convs:
+    if not convs:
         return report
-    name = getattr(tokenizer, "name_or_path", None)
     if tokenizer is None:
-        tokenizer, name = load_tokenizer(model)
-        if tokenizer is None:
-            report.token_note = name
-            return report
-    report.tokenizer = str(name)
-    lengths = []
+        tokenizer, report.model = _tokenizer(model, report.notes)
+    else:
+        report.model = str(getattr(tokenizer, "name_or_path", "") or "given tokenizer")
+    if tokenizer is None:
+        return report
     try:
+        lengths, trained = [], 0
         for conv in convs:
             ids, labels = render(conv, tokenizer, train_on)
             lengths.append(len(ids))
-            report.trained_tokens += sum(1 for x in labels[:cutoff_len] if x != -100)
+            trained += sum(1 for x in labels if x != IGNORE)
         report.sample = segments(convs[0], tokenizer, train_on)
-        report.sample_source = convs[0].source
     except AirlockError as exc:
-        report.token_note = f"cannot render with this tokenizer: {exc.message}"
+        report.notes.append(f"no token statistics: {exc.message}")
         return report
-    report.token_lengths = percentiles(lengths)
-    report.histogram = histogram(lengths)
+    report.sample_source = convs[0].source
+    report.token_stats = stats(lengths)
+    report.trained_tokens = trained
     report.over_cutoff = sum(1 for n in lengths if n > cutoff_len)
     return report
+
+
+def stats(lengths: list[int]) -> dict:
+    """Nearest-rank percentiles of conversation lengths in tokens."""
+    ordered = sorted(lengths)
+
+    def pct(p):
+        return ordered[max(0, -(-p * len(ordered) // 100) - 1)]
+
+    return {"p50": pct(50), "p90": pct(90), "p99": pct(99), "max": ordered[-1],
+            "mean": round(sum(ordered) / len(ordered), 1), "total": sum(ordered)}
+
+
+def _tokenizer(model: str | None, notes: list[str]):
+    """(tokenizer, name) from the local HF cache; (None, None) with a note when no default model is installed."""
+    from ..catalog import default_card
+    from ..hfcache import resolve_model
+
+    name = model
+    if name is None:
+        try:
+            name = default_card().local_repo_id
+            local = resolve_model(name)
+        except AirlockError:
+            notes.append(f"no token statistics: the default model{f' {name}' if name else ''} is not installed "
+                         "(pass --model NAME_OR_PATH)")
+            return None, None
+    else:
+        local = resolve_model(name)
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(Path(local)), name
+    except (OSError, ValueError) as exc:
+        raise AirlockError(f"cannot load the tokenizer: {exc}", where=str(local),
+                           fix="give a model directory with tokenizer files") from None

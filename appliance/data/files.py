@@ -43,7 +43,8 @@ def read_records(path: Path, problems: Problems) -> list[tuple[str, object]]:
 def _decode(path: Path, problems: Problems) -> str | None:
     data = path.read_bytes()
     if not data.strip() or data.strip() == BOM:
-        problems.error(path, "file is empty", fix="write the training records into it (see `airlock data check --help`)")
+        what = "file is empty" if not data or data == BOM else "file holds only whitespace (no records)"
+        problems.error(path, what, fix="write the training records into it (see `airlock data check --help`)")
         return None
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         problems.error(path, "file is UTF-16 encoded, expected UTF-8",
@@ -63,8 +64,9 @@ def _decode(path: Path, problems: Problems) -> str | None:
                        fix=f"convert it, e.g. iconv -f WINDOWS-1252 -t UTF-8 '{path}' > '{path.stem}.utf8{path.suffix}'")
         return None
     if "\r\n" in text:
-        problems.warning(path, "Windows line endings (CRLF); read as LF",
-                         fix="convert with dos2unix to silence this")
+        if path.suffix.lower() != ".csv":  # CRLF is the standard CSV line ending (RFC 4180): nothing to warn
+            problems.warning(path, "Windows line endings (CRLF); read as LF",
+                             fix="convert with dos2unix to silence this")
         text = text.replace("\r\n", "\n")
     return text
 
@@ -75,6 +77,15 @@ def _line_of(text: str, offset: int) -> int:
 
 def _read_jsonl(path: Path, text: str, problems: Problems) -> list[tuple[str, object]]:
     records = []
+    if text.lstrip().startswith("["):  # a whole JSON array saved as .jsonl: one clear error, not one per line
+        try:
+            whole = json.loads(text)
+        except json.JSONDecodeError:
+            whole = None
+        if isinstance(whole, list) and any(isinstance(x, dict) for x in whole):
+            problems.error(path, f"the file is one JSON array of {len(whole)} records, not JSON Lines", "line 1",
+                           fix="name the file .json, or write one object per line")
+            return []
     lines = text.split("\n")
     last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
     for number, line in enumerate(lines, start=1):
@@ -92,15 +103,16 @@ def _read_jsonl(path: Path, text: str, problems: Problems) -> list[tuple[str, ob
                            fix=hint)
             continue
         if not isinstance(value, dict):
-            problems.error(path, f"line is a JSON {_kind(value)}, expected an object {{...}}", f"line {number}",
+            problems.error(path, f"line is a JSON {json_kind(value)}, expected an object {{...}}", f"line {number}",
                            fix="write one record object per line")
             continue
         records.append((f"line {number}", value))
     return records
 
 
-def _kind(value) -> str:
-    return {list: "list", str: "string", int: "number", float: "number", bool: "boolean",
+def json_kind(value) -> str:
+    """What a parsed value is called in JSON terms (object, list, string, ...), for messages."""
+    return {dict: "object", list: "list", str: "string", int: "number", float: "number", bool: "boolean",
             type(None): "null"}.get(type(value), type(value).__name__)
 
 
@@ -123,7 +135,7 @@ def _read_json(path: Path, text: str, problems: Problems) -> list[tuple[str, obj
             return [(f"record {i}", rec) for i, rec in enumerate(data)]
         return [("record 0", data)]
     if not isinstance(data, list):
-        problems.error(path, f"top-level JSON is a {_kind(data)}, expected a list of records [{{...}}, ...]",
+        problems.error(path, f"top-level JSON is a {json_kind(data)}, expected a list of records [{{...}}, ...]",
                        fix="wrap the records in a JSON array")
         return []
     starts = _element_lines(text)
@@ -131,7 +143,7 @@ def _read_json(path: Path, text: str, problems: Problems) -> list[tuple[str, obj
     for i, rec in enumerate(data):
         where = f"record {i} (line {starts[i]})" if i < len(starts) else f"record {i}"
         if not isinstance(rec, dict):
-            problems.error(path, f"record is a JSON {_kind(rec)}, expected an object {{...}}", where,
+            problems.error(path, f"record is a JSON {json_kind(rec)}, expected an object {{...}}", where,
                            fix="make every element of the list an object")
             continue
         records.append((where, rec))

@@ -13,9 +13,12 @@ import json
 from dataclasses import dataclass, field
 
 from .conversation import Conversation
+from .files import json_kind
 from .problems import Problems
 
 FORMATS = ("alpaca", "sharegpt", "openai")
+OPENAI_ROLES = ("system", "user", "assistant", "tool")
+SHAREGPT_ROLES = ("system", "human", "gpt", "observation", "function_call")
 
 
 @dataclass
@@ -77,7 +80,7 @@ def _text(value, problems: Problems, file, where, name, *, required=True, kind="
         problems.error(file, f"'{name}' is a number ({value!r}), expected text", where, name,
                        fix=f"quote it: \"{name}\": \"{value}\"")
     else:
-        problems.error(file, f"'{name}' is a {type(value).__name__}, expected text", where, name,
+        problems.error(file, f"'{name}' is a {json_kind(value)}, expected text", where, name,
                        fix=f"make \"{name}\" a single string")
     return None
 
@@ -141,7 +144,7 @@ def from_alpaca(rec: dict, columns: Columns, problems: Problems, file, where) ->
             pass
     if history not in (None, "", []):
         if not isinstance(history, list):
-            problems.error(file, f"'{c.history}' is a {type(history).__name__}, expected a list of [question, answer]",
+            problems.error(file, f"'{c.history}' is a {json_kind(history)}, expected a list of [question, answer]",
                            where, c.history, fix='use "history": [["earlier question", "earlier answer"], ...]')
         else:
             for i, pair in enumerate(history):
@@ -202,7 +205,7 @@ def from_alpaca(rec: dict, columns: Columns, problems: Problems, file, where) ->
 def from_sharegpt(rec: dict, columns: Columns, problems: Problems, file, where) -> Conversation | None:
     c = columns
     before = len(problems.errors)
-    key = c.messages or ("conversations" if "conversations" in rec else "messages")
+    key = c.messages or ("messages" if "messages" in rec else "conversations")
     turns = rec.get(key)
     if isinstance(turns, str) and turns.strip().startswith("["):  # CSV/parquet cells may hold JSON text
         try:
@@ -215,7 +218,7 @@ def from_sharegpt(rec: dict, columns: Columns, problems: Problems, file, where) 
                        fix=f'add "{key}": [{{"from": "human", "value": "..."}}, {{"from": "gpt", "value": "..."}}]')
         return None
     if not isinstance(turns, list):
-        problems.error(file, f"'{key}' is a {type(turns).__name__}, expected a list of messages", where, key,
+        problems.error(file, f"'{key}' is a {json_kind(turns)}, expected a list of messages", where, key,
                        fix=f'use "{key}": [{{"from": "human", "value": "..."}}, ...]')
         return None
     if not turns:
@@ -231,7 +234,7 @@ def from_sharegpt(rec: dict, columns: Columns, problems: Problems, file, where) 
     for i, turn in enumerate(turns):
         name = f"{key}[{i}]"
         if not isinstance(turn, dict):
-            problems.error(file, f"a message is a {type(turn).__name__}, expected an object", where, name,
+            problems.error(file, f"a message is a {json_kind(turn)}, expected an object", where, name,
                            fix='use {"from": "human", "value": "..."}')
             continue
         role_tag, content_tag = _tags(turn, c)
@@ -241,8 +244,10 @@ def from_sharegpt(rec: dict, columns: Columns, problems: Problems, file, where) 
                            fix=f"add \"{role_tag}\": one of {', '.join(sorted(roles))}")
             continue
         if role not in roles:
+            # Name the roles of the spelling this record uses (OpenAI role/content or ShareGPT from/value).
+            known = sorted(roles) if c.tags is not None else OPENAI_ROLES if role_tag == "role" else SHAREGPT_ROLES
             problems.error(file, f"unknown role {role!r}", where, f"{name}.{role_tag}",
-                           fix=f"use one of: {', '.join(sorted(roles))}")
+                           fix=f"use one of: {', '.join(known)}")
             continue
         content = _text(turn.get(content_tag), problems, file, where, f"{name}.{content_tag}")
         if content is None:

@@ -11,7 +11,7 @@ import difflib
 import hashlib
 import json
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..hfcache import sha256_file
@@ -52,12 +52,18 @@ def load_conversations(path, format: str = "auto", dataset: str | None = None) -
 def scan(path, format: str = "auto", dataset: str | None = None) -> Loaded:
     """Like load_conversations but never raises for bad data: problems (errors too) are in `.problems`."""
     problems = Problems()
-    sources = _sources(Path(path).expanduser(), format, dataset, problems)
+    path = Path(path).expanduser()
+    plain = not (path.is_dir() or path.name == INFO)  # a bare file: no dataset_info.json says "ranking"
+    sources = _sources(path, format, dataset, problems)
     conversations, files, file_formats, records = [], [], {}, 0
     for file, columns in sources:
         rows = read_records(file, problems)
         files.append(file)
         records += len(rows)
+        if plain and any(columns.chosen in rec and columns.rejected in rec for _, rec in rows):
+            # Preference pairs in a bare file: read them as ranking data rather than complain that the
+            # prompt has no answer (the answers are in chosen/rejected).
+            columns = replace(columns, ranking=True)
         fmt = _file_format(file, rows, columns, format, problems)
         if fmt is None:
             continue
@@ -65,8 +71,9 @@ def scan(path, format: str = "auto", dataset: str | None = None) -> Loaded:
         for where, rec in rows:
             rec_fmt = detect(rec, columns)
             if rec_fmt is None:
-                problems.error(file, f"cannot tell the format: fields are {sorted(rec)}", where,
-                               fix="use alpaca (instruction/input/output) or sharegpt (conversations) fields")
+                # Neither format's fields: convert it as the file's format so the missing field is named.
+                key = columns.messages or ("conversations" if fmt == "sharegpt" else "messages")
+                convert(rec, FAMILY[fmt], replace(columns, messages=key), problems, file, where)
                 continue
             if FAMILY[rec_fmt] != FAMILY[fmt] or (rec_fmt != fmt and columns.formatting == "auto"):
                 problems.error(file, f"record is {rec_fmt} but the file is mostly {fmt} (mixed formats in one file)",
@@ -90,7 +97,10 @@ def _file_format(file: Path, rows, columns: Columns, asked: str, problems: Probl
                        fix="use alpaca (instruction/input/output), sharegpt (conversations) or messages fields")
         return None
     fmt = counts.most_common(1)[0][0]
-    if columns.formatting == "auto" and asked in ("alpaca", "sharegpt") and FAMILY[fmt] != asked:
+    # An explicit format makes detect() say yes to everything; judge the records by their own fields instead.
+    natural = Counter(f for f in (detect(rec, replace(columns, formatting="auto")) for _, rec in rows) if f)
+    if asked in ("alpaca", "sharegpt") and natural and FAMILY[natural.most_common(1)[0][0]] != asked:
+        fmt = natural.most_common(1)[0][0]
         problems.error(file, f"the records are {fmt} but format '{asked}' was asked for",
                        fix="drop the format setting (auto detects it) or fix the records")
         return None
@@ -103,7 +113,7 @@ def _file_format(file: Path, rows, columns: Columns, asked: str, problems: Probl
         missing = [c for c in need if c not in have]
         if missing:
             problems.error(file, f"{file.suffix[1:].upper()} has no column {', '.join(repr(m) for m in missing)} "
-                                 f"(columns: {', '.join(sorted(have))})", "header",
+                                 f"(columns: {', '.join(sorted(have))})", "header", ", ".join(missing),
                            fix=f"rename the columns to {', '.join(need)} or map them in dataset_info.json")
             return None
     return fmt

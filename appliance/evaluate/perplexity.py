@@ -73,7 +73,7 @@ def text_token_windows(tokenizer, text: str, window: int) -> list[list[int]]:
     for paragraph in (p.strip() for p in text.split("\n")):
         if not paragraph:
             continue
-        ids = tokenizer(paragraph, add_special_tokens=True)["input_ids"]
+        ids = tokenizer(paragraph, add_special_tokens=True, verbose=False)["input_ids"]
         windows += [ids[i:i + window] for i in range(0, len(ids), window) if len(ids[i:i + window]) > 1]
     return windows
 
@@ -85,10 +85,16 @@ def text_perplexity(model, tokenizer, text: str, window: int = 256) -> dict:
     return _summary(sequence_logprobs(model, samples, tokenizer.pad_token_id or 0))
 
 
+def forgetting_summary(before: float, after: float) -> dict:
+    """General-text perplexity before (base) and after (tuned). Rule of thumb: up to +10% is fine, up to +50% mild;
+    beyond, the tuning cost general ability (mix 5-10% general data into training, lower the rate or epochs)."""
+    change = after / before - 1 if before else float("nan")
+    verdict = "ok" if change <= 0.10 else ("mild" if change <= 0.50 else "severe")
+    return {"before": before, "after": after, "change": change, "verdict": verdict}
+
+
 def forgetting(base_model, base_tokenizer, tuned_model, tuned_tokenizer, text: str) -> dict:
-    """General-text perplexity before (base) and after (tuned): a rise means the tuning cost general ability."""
-    before = text_perplexity(base_model, base_tokenizer, text)
-    after = text_perplexity(tuned_model, tuned_tokenizer, text)
-    change = (after["perplexity"] / before["perplexity"] - 1) if before["perplexity"] else float("nan")
-    return {"before": before, "after": after, "change": change,
-            "verdict": "ok" if change <= 0.10 else ("mild" if change <= 0.5 else "severe")}
+    """The forgetting check on two loaded models: general-text perplexity before/after (see forgetting_summary)."""
+    before = text_perplexity(base_model, base_tokenizer, text)["perplexity"]
+    after = text_perplexity(tuned_model, tuned_tokenizer, text)["perplexity"]
+    return forgetting_summary(before, after)

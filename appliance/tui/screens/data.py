@@ -160,7 +160,16 @@ class DataScreen(AirlockScreen):
             lengths.append(len(ids))
             trained += sum(1 for label in labels if label != IGNORE)
         samples = [(conv.source, segments(conv, tokenizer, train_on)) for conv in loaded.conversations[:20]]
-        return {"tokenizer": name, "lengths": lengths, "trained": trained, "samples": samples}
+        report = None
+        try:  # the `airlock data check` report carries the cleaning counts (duplicates, over the cutoff)
+            from ...data.check import check
+
+            report = check(loaded.files[0].parent if len(loaded.files) > 1 else loaded.files[0],
+                           dataset=self.query_one("#dataset", Input).value.strip() or None,
+                           tokenizer=tokenizer, train_on=train_on)
+        except ImportError:
+            pass
+        return {"tokenizer": name, "lengths": lengths, "trained": trained, "samples": samples, "report": report}
 
     def _show_problems(self, loaded) -> None:
         self.problems = list(loaded.problems)
@@ -211,7 +220,7 @@ class DataScreen(AirlockScreen):
             self._show_sample()
         self.query_one("#histogram", PlotextPlot).refresh()
         self.query_one("#stats", Static).update("\n".join(line for line in lines if line))
-        self._show_cleaning(loaded)
+        self._show_cleaning((stats or {}).get("report"))
 
     def _show_sample(self) -> None:
         if not self.samples:
@@ -231,16 +240,19 @@ class DataScreen(AirlockScreen):
             self.sample_index = (self.sample_index + step) % len(self.samples)
             self._show_sample()
 
-    def _show_cleaning(self, loaded) -> None:
-        """Cleaning counts come from the data library's report (dedupe, cutoff drops), when this build has it."""
-        try:
-            from ...data.check import check  # noqa: F401
-        except ImportError:
-            self.query_one("#cleaning", Static).update(
-                "Cleaning options and their counts (dedupe, cutoff drops) are not available in this build: "
-                "the data library's report (appliance.data.check) is missing.")
+    def _show_cleaning(self, report) -> None:
+        """Cleaning options and what each would remove, from the data library's check report."""
+        cleaning = self.query_one("#cleaning", Static)
+        if report is None:
+            cleaning.update("Cleaning counts need the data library's report (appliance.data.check) and a tokenizer; "
+                            "not available for this dataset in this build.")
             return
-        self.query_one("#cleaning", Static).update("see `airlock data check` for cleaning counts")
+        cleaning.update(
+            f"dedupe exact (data.dedupe: exact)            removes {report.duplicates_exact} conversation(s)\n"
+            f"dedupe normalized (data.dedupe: normalized)  removes {report.duplicates_normalized}\n"
+            f"cutoff_len {report.cutoff_len}: {report.over_cutoff} conversation(s) longer "
+            f"(data.cutoff_policy truncate keeps them cut, drop removes them)\n"
+            "Set these on the Train screen (Ctrl+T takes this dataset there).")
 
     def palette_commands(self):
         return [("Check the dataset", "format, problems, statistics, sample (Ctrl+R)", self.action_check),
