@@ -41,7 +41,7 @@ def _margins(snapshot, adapter=None) -> float:
 
 
 def _job(cfg):
-    return create_job("train", cfg.to_dict(), ["pytest"], "dpo", runner="appliance.train.dpo:run_job")
+    return create_job("train", cfg.to_dict(), ["pytest"], "dpo", runner="appliance.train.recipe:run_job")
 
 
 def test_dpo_from_base_grows_the_preference_margin(tiny_model):

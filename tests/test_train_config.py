@@ -57,13 +57,31 @@ def test_unknown_keys_suggest_the_nearest(tmp_path):
     ("max_steps=2.5", "whole number"),
     ("dtype=fp8", "not one of"),
     ("lora_dropout=1.5", "lora_dropout"),
-    ("stage=dpo", "DPO is not available"),
+    ("adapter=some-job", "only used by stage dpo"),
     ("early_stopping_patience=2", "needs evaluation data"),
     ("lora_target=[all-linear, q_proj]", "all-linear"),
 ])
 def test_bad_values_are_refused_clearly(override, message):
     with pytest.raises(AirlockError, match=message):
         load_config(CONFIGS / "sft_lora_default.yaml", [override])
+
+
+def test_dpo_demo_config_loads_with_its_command():
+    path = CONFIGS / "dpo_lora_demo.yaml"
+    assert path.read_text().splitlines()[0] == "# airlock train appliance/configs/dpo_lora_demo.yaml"
+    cfg = load_config(path)
+    assert cfg.stage == "dpo" and cfg.method == "lora" and cfg.model == "airlock-embedded/SmolLM2-135M-Instruct"
+    assert Path(cfg.data.path) == paths.sample_data_dir() and cfg.data.dataset == "magic_conch_dpo"
+    assert (cfg.pref_beta, cfg.pref_loss, cfg.adapter) == (0.1, "sigmoid", "")
+    assert from_dict(cfg.to_dict()) == cfg
+    assert load_config(path, ["pref_loss=ipo", "pref_beta=0.5"]).pref_loss == "ipo"
+    # A plain data file is checked for chosen/rejected pairs when the job reads it (not by the config).
+    assert load_config(CONFIGS / "sft_lora_default.yaml", ["stage=dpo"]).stage == "dpo"
+    for override, message in [("pref_loss=orpo", "not one of"), ("pref_beta=0", "pref_beta must be positive"),
+                              ("data.dataset=magic_conch", "'magic_conch' is not preference data"),
+                              ("data.dataset=magic_conch_dpo,magic_conch", "'magic_conch' is not preference data")]:
+        with pytest.raises(AirlockError, match=message):
+            load_config(path, [override])
 
 
 def test_missing_data_section_says_how(tmp_path):

@@ -1,5 +1,8 @@
 """`airlock train CONFIG [--set key=value ...] [--detach] [--name NAME]` and `airlock train --resume JOB_ID`.
 
+`airlock train --from-llamafactory FILE.yaml [--set ...] [--detach]` runs a LLaMA-Factory training YAML: it prints
+the translation (appliance.llamafactory: translated / not needed / NOT SUPPORTED keys), then starts the job.
+
 Every run is a job (see appliance.jobs): in the foreground the command follows the job's log and Ctrl-C stops it
 with a checkpoint; with --detach it returns at once and the run survives the terminal.
 """
@@ -8,11 +11,13 @@ import sys
 
 
 def register(sub) -> None:
-    p = sub.add_parser("train", help="fine-tune a model (LoRA, QLoRA or full SFT) as a job",
+    p = sub.add_parser("train", help="fine-tune a model (LoRA, QLoRA or full; SFT or DPO) as a job",
                        description="Fine-tune a base model on a dataset. CONFIG is a YAML/JSON/TOML file "
                        "(see appliance/configs/); --set overrides any key, e.g. --set learning_rate=1e-4 "
                        "--set data.cutoff_len=512.")
     p.add_argument("config", nargs="?", help="training config file")
+    p.add_argument("--from-llamafactory", metavar="FILE.yaml",
+                   help="run a LLaMA-Factory training YAML (its translation is printed first)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key (repeatable; nested keys with dots)")
     p.add_argument("--detach", action="store_true", help="run in the background; follow with `airlock jobs logs -f`")
@@ -27,21 +32,34 @@ def run(args) -> int:
     from ..train import load_config, resume, start
 
     if args.resume:
-        if args.config or args.overrides:
-            raise AirlockError("--resume continues a job with its own config; it takes no CONFIG or --set",
-                               fix=f"airlock train --resume {args.resume}")
+        if args.config or args.overrides or args.from_llamafactory:
+            raise AirlockError("--resume continues a job with its own config; it takes no CONFIG, --set or "
+                               "--from-llamafactory", fix=f"airlock train --resume {args.resume}")
         job = resume(args.resume)
     else:
-        if not args.config:
+        name = args.name
+        if args.from_llamafactory:
+            if args.config:
+                raise AirlockError("give either CONFIG or --from-llamafactory FILE.yaml, not both",
+                                   fix=f"airlock train --from-llamafactory {args.from_llamafactory}")
+            cfg, name = _from_llamafactory(args.from_llamafactory, args.overrides)
+            name = args.name or name
+        elif not args.config:
             raise AirlockError("no config given", fix="airlock train appliance/configs/sft_lora_default.yaml")
-        cfg = load_config(args.config, args.overrides)
+        else:
+            cfg = load_config(args.config, args.overrides)
         # Fail in a second, before a job exists, on what can be checked without the training stack's weight.
         from ..train.recipe import resolve_base
         from ..train.resources import check_dtype
 
-        resolve_base(cfg.model)
+        if cfg.adapter:  # DPO from an SFT adapter (trained on the base it names unless model is set)
+            from ..merge import resolve_source
+
+            resolve_source(cfg.adapter)
+        if cfg.model or not cfg.adapter:
+            resolve_base(cfg.model)
         check_dtype(cfg.dtype, cfg.method)
-        job = start(cfg, ["airlock", *sys.argv[1:]], args.name)
+        job = start(cfg, ["airlock", *sys.argv[1:]], name)
     log_start = job.log_path.stat().st_size if job.log_path.is_file() else 0  # a resume shows only the new part
     pid = start_detached(job)
     print(f"job {job.id} started (pid {pid}); directory {job.path}", flush=True)
@@ -57,3 +75,17 @@ def run(args) -> int:
         return 0
     raise AirlockError(f"job {job.id} {status['state']}: {status.get('message', '')}",
                        fix=f"see {job.log_path}; fix the cause, then `airlock train --resume {job.id}`")
+
+
+def _from_llamafactory(path: str, overrides: list[str]):
+    """(TrainConfig, job name from output_dir) for a LLaMA-Factory YAML, its translation printed; --set applies last."""
+    from .. import schema
+    from ..llamafactory import load_train_config, render
+    from ..train import from_dict
+
+    cfg, tr = load_train_config(path)
+    print(render(tr) + "\n", flush=True)
+    if overrides:
+        cfg = from_dict(schema.merge(tr.config, schema.parse_overrides(overrides)),
+                        where=f"{path} (translated from LLaMA-Factory, with --set)")
+    return cfg, tr.name

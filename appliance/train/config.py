@@ -7,6 +7,7 @@ Relative data paths in a config file are read relative to that file, so the ship
 paths given with `--set` are relative to the current directory, as on any command line.
 """
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -17,11 +18,14 @@ from ..errors import AirlockError
 
 SCHEDULERS = Literal["linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial",
                      "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay"]
+# The DPO losses trl 1.16 offers (pref_loss); sigmoid is the original DPO loss.
+PREF_LOSSES = Literal["sigmoid", "hinge", "ipo", "robust", "exo_pair", "nca_pair", "bco_pair", "sppo_hard", "apo_zero",
+                      "apo_down", "aot", "sigmoid_norm"]
 
 
 @dataclass
 class TrainConfig:
-    """One supervised fine-tuning run.
+    """One fine-tuning run: supervised (stage sft) or preference optimization (stage dpo).
 
     model: a repo id in the local HF cache, a local model directory, or a catalog id; empty = the catalog default.
     method: lora (adapters on a frozen base), qlora (adapters on a 4-bit NF4 base), full (every weight).
@@ -32,6 +36,9 @@ class TrainConfig:
       between them); packing additionally fills rows up to cutoff_len from several samples.
     early_stopping_patience: stop after this many evaluations without a better eval loss (needs eval data).
     num_threads: torch CPU threads; empty = every core this process may use.
+    pref_beta, pref_loss, adapter: DPO only (LLaMA-Factory's names). beta: how far the policy may move from the
+      reference; pref_loss: the loss (sigmoid = DPO, ipo, hinge, ...); adapter: an SFT job id or adapter directory
+      to start from (it is also the reference), empty = a fresh LoRA on the base.
     """
 
     data: DataConfig
@@ -64,11 +71,11 @@ class TrainConfig:
     padding_free: bool = True
     gradient_checkpointing: bool = False
     num_threads: int | None = None
+    pref_beta: float = 0.1
+    pref_loss: PREF_LOSSES = "sigmoid"
+    adapter: str = ""
 
     def validate(self) -> None:
-        if self.stage == "dpo":
-            raise AirlockError("DPO is not available yet in this version; only supervised fine-tuning (sft) is",
-                               where="stage", fix="use stage: sft")
         positive = ["lora_rank", "lora_alpha", "per_device_train_batch_size", "per_device_eval_batch_size",
                     "gradient_accumulation_steps", "save_steps", "save_total_limit", "logging_steps"]
         for name in positive:
@@ -97,6 +104,38 @@ class TrainConfig:
         if "all-linear" in self.lora_target and len(self.lora_target) > 1:
             raise AirlockError("'all-linear' cannot be combined with module names", where="lora_target",
                                fix="use either all-linear or a list such as q_proj,v_proj")
+        if self.stage == "dpo":
+            from .dpo import Preference
+
+            Preference.of(self)  # pref_beta / pref_loss
+            self._check_preference_data()
+        elif self.adapter:
+            raise AirlockError("adapter (a starting adapter) is only used by stage dpo", where="adapter",
+                               fix="remove adapter, or set stage: dpo")
+
+    def _check_preference_data(self) -> None:
+        """Refuse, before any job exists, dataset_info.json entries that are not preference ("ranking") data.
+
+        Only the cheap case: a dataset_info.json naming the datasets. Plain files are checked record by record
+        when the job loads them (appliance.train.dpo.preference_rows names the first record without a pair).
+        """
+        from ..data.load import INFO
+
+        folder = Path(self.data.path).expanduser()
+        info = folder if folder.name == INFO else folder / INFO
+        if not self.data.dataset or not info.is_file():
+            return
+        try:
+            entries = json.loads(info.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return  # the data layer reports a broken index with its line
+        for key in (k.strip() for k in self.data.dataset.split(",")):
+            entry = entries.get(key) if isinstance(entries, dict) else None
+            if isinstance(entry, dict) and entry.get("ranking") is not True:
+                raise AirlockError(f"dataset {key!r} is not preference data (no \"ranking\": true in {info})",
+                                   where="data.dataset",
+                                   fix="DPO needs chosen/rejected pairs: name a dataset with \"ranking\": true "
+                                       "(e.g. magic_conch_dpo), or set stage: sft")
 
     @property
     def has_eval(self) -> bool:

@@ -1,6 +1,7 @@
 """Direct Preference Optimization (DPO) with LoRA/QLoRA (or full weights), from a base model or an SFT adapter.
 
-    airlock train my_dpo.yaml        # stage: dpo; data: a preference set; pref_beta / pref_loss; adapter: SFT-JOB
+    airlock train appliance/configs/dpo_lora_demo.yaml   # stage: dpo; data: a preference set; pref_beta, pref_loss
+    airlock train appliance/configs/dpo_lora_demo.yaml --set adapter=SFT_JOB   # start from an SFT adapter
 
 Preference data is LLaMA-Factory's (a dataset_info.json entry with "ranking": true), Alpaca-like
 (instruction/input + chosen/rejected strings) or ShareGPT-like (conversations ending with a user turn + chosen /
@@ -12,6 +13,8 @@ Reads top to bottom like the SFT recipe (appliance/train/recipe.py), whose piece
   3. model: a fresh LoRA on the base (recipe.load_model), or the SFT adapter made trainable. The reference
      policy is the starting point: trl keeps a frozen copy of the starting adapter ("ref"), or of the full model.
   4. train: trl's DPOTrainer; beta (pref_beta) and the loss type (pref_loss: sigmoid = DPO, ipo, hinge, ...).
+     Checkpoints are published atomically and a stopped or crashed job continues with `airlock train --resume`,
+     exactly as SFT (trainer.AtomicCheckpoints, recipe.resume_point).
   5. save: adapter/ (or model/) with the tokenizer and airlock_provenance.json, staged; the registry records it
      with its lineage (base or SFT adapter -> DPO adapter).
 
@@ -23,19 +26,17 @@ import dataclasses
 import json
 import random
 import time
+import typing
 from pathlib import Path
-from typing import Literal
 
 from .. import registry
 from ..atomic import staged_dir, write_json
 from ..errors import AirlockError
 from . import resources
-from .recipe import PROVENANCE, base_revision, load_model, resolve_base, sft_args
+from .config import PREF_LOSSES as LossType
+from .recipe import PROVENANCE, base_revision, finish_stopped, load_model, resolve_base, resume_point, sft_args
 
-LOSS_TYPES = ("sigmoid", "hinge", "ipo", "robust", "exo_pair", "nca_pair", "bco_pair", "sppo_hard", "apo_zero",
-              "apo_down", "aot", "sigmoid_norm")
-LossType = Literal["sigmoid", "hinge", "ipo", "robust", "exo_pair", "nca_pair", "bco_pair", "sppo_hard", "apo_zero",
-                   "apo_down", "aot", "sigmoid_norm"]
+LOSS_TYPES = typing.get_args(LossType)
 
 
 @dataclasses.dataclass
@@ -112,9 +113,7 @@ def dpo_args(cfg, output_dir: Path, device: str, has_eval: bool, pref: Preferenc
               if f.init and f.name in dpo_fields and f.default is not dataclasses.MISSING
               and getattr(sft, f.name) != f.default}
     kwargs["output_dir"] = str(output_dir)
-    # Checkpoints: the SFT trainer publishes them atomically; until DPO shares that (see the report), keep none
-    # rather than risk a half-written one. The finished adapter is always staged and renamed.
-    kwargs.update(save_strategy="no", beta=pref.beta, loss_type=[pref.loss_type], max_length=cfg.data.cutoff_len,
+    kwargs.update(beta=pref.beta, loss_type=[pref.loss_type], max_length=cfg.data.cutoff_len,
                   padding_free=False, precompute_ref_log_probs=False)
     return DPOConfig(**kwargs)
 
@@ -132,15 +131,16 @@ def load_policy(cfg, base_path: Path, device: str, card, pref: Preference, adapt
     return PeftModel.from_pretrained(base, adapter_dir, is_trainable=True)
 
 
-def train(cfg, job, pref: Preference | None = None) -> Path:
-    """Run DPO for `cfg` (a TrainConfig with stage dpo) in `job`; returns the output directory."""
+def train(cfg, job, pref: Preference | None = None) -> Path | None:
+    """Run (or continue) DPO for `cfg` (a TrainConfig with stage dpo) in `job`; returns the output directory, or
+    None when it was stopped. Jobs reach it through recipe.run_job, which dispatches on the stage."""
     import datasets
     import transformers
     from transformers import AutoTokenizer, PrinterCallback
-    from trl import DPOTrainer
 
     from ..merge import base_of, resolve_source
     from .callbacks import JobReporter, StopFlag
+    from .trainer import AirlockDPOTrainer
 
     pref = pref or Preference.of(cfg)
     pref.validate()
@@ -179,21 +179,21 @@ def train(cfg, job, pref: Preference | None = None) -> Path:
     if cfg.method == "full":
         ref_model = load_model(cfg, base_path, device, card).eval()
 
-    # 4. train
+    # 4. train, continuing from the last complete checkpoint if this job has one (as SFT does)
+    ckpt_dir = job.path / "checkpoints"
+    resume_from, elapsed_before = resume_point(job, ckpt_dir)
     stop = StopFlag()
-    reporter = JobReporter(job, stop)
-    trainer = DPOTrainer(model=model, ref_model=ref_model,
-                         args=dpo_args(cfg, job.path / "checkpoints", device, eval_set is not None, pref),
-                         train_dataset=train_set, eval_dataset=eval_set, processing_class=tokenizer,
-                         callbacks=[reporter])
+    reporter = JobReporter(job, stop, elapsed_before)
+    trainer = AirlockDPOTrainer(model=model, ref_model=ref_model,
+                                args=dpo_args(cfg, ckpt_dir, device, eval_set is not None, pref),
+                                train_dataset=train_set, eval_dataset=eval_set, processing_class=tokenizer,
+                                callbacks=[reporter])
     trainer.remove_callback(PrinterCallback)
     stop.install()
     started = time.monotonic()
-    trainer.train()
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     if reporter.stopped_by_request:
-        job.set_status(state="stopped", message=f"stopped at step {trainer.state.global_step} (DPO keeps no "
-                       "checkpoints yet: start it again)")
-        return None
+        return finish_stopped(job, trainer, ckpt_dir)
 
     # 5. save
     job.set_status(message="saving")
@@ -225,13 +225,6 @@ def train(cfg, job, pref: Preference | None = None) -> Path:
                    message=f"done: {out.name}/ written")
     print(f"saved {out}", flush=True)
     return out
-
-
-def run_job(job) -> None:
-    """The job runner for a DPO training job (`python -m appliance.jobs run JOB_DIR`)."""
-    from .config import from_dict
-
-    train(from_dict(job.config(), where=str(job.config_path)), job)
 
 
 def preference_margins(model, tokenizer, conversations) -> list[float]:

@@ -1,4 +1,5 @@
 """Supervised fine-tuning (LoRA, QLoRA, full) of a local base model, run as a job: setup -> train -> save.
+(`stage: dpo` jobs run appliance/train/dpo.py, which reuses the pieces here; run_job dispatches on the stage.)
 
     airlock train appliance/configs/sft_lora_default.yaml            # in the foreground (Ctrl-C stops + checkpoints)
     airlock train appliance/configs/sft_lora_default.yaml --detach   # as a detached job; `airlock jobs logs -f ID`
@@ -129,6 +130,28 @@ def sft_args(cfg: TrainConfig, output_dir: Path, device: str, has_eval: bool):
     )
 
 
+def resume_point(job, ckpt_dir: Path) -> tuple[Path | None, float]:
+    """(last complete checkpoint or None, wall time of the earlier sessions) for a job that may be resuming.
+
+    Removes what a killed save left behind, and the metrics logged after that checkpoint (they will be logged again).
+    """
+    checkpoints.clean_incomplete(ckpt_dir)
+    resume_from = checkpoints.last_checkpoint(ckpt_dir)
+    if resume_from is None:
+        return None, 0.0
+    kept = [m for m in job.metrics() if m.get("step", 0) <= checkpoints.step_of(resume_from)]
+    job.rewrite_metrics(kept)
+    print(f"resuming from {resume_from.name}", flush=True)
+    return resume_from, max((m.get("elapsed_s") or 0.0 for m in kept), default=0.0)
+
+
+def finish_stopped(job, trainer, ckpt_dir: Path) -> None:
+    """Mark a job stopped on request (its checkpoint is saved) with the command that continues it."""
+    last = checkpoints.last_checkpoint(ckpt_dir)
+    job.set_status(state="stopped", message=f"stopped at step {trainer.state.global_step} "
+                   f"({last.name if last else 'no checkpoint'}); resume: airlock train --resume {job.id}")
+
+
 def train(cfg: TrainConfig, job) -> Path | None:
     """Run (or continue) the job's training; returns the output directory, or None when it was stopped."""
     import datasets
@@ -167,14 +190,7 @@ def train(cfg: TrainConfig, job) -> Path | None:
 
     # 3. train, continuing from the last complete checkpoint if this job has one
     ckpt_dir = job.path / "checkpoints"
-    checkpoints.clean_incomplete(ckpt_dir)
-    resume_from = checkpoints.last_checkpoint(ckpt_dir)
-    elapsed_before = 0.0
-    if resume_from is not None:
-        kept = [m for m in job.metrics() if m.get("step", 0) <= checkpoints.step_of(resume_from)]
-        job.rewrite_metrics(kept)  # lines logged after that checkpoint will be logged again
-        elapsed_before = max((m.get("elapsed_s") or 0.0 for m in kept), default=0.0)
-        print(f"resuming from {resume_from.name}", flush=True)
+    resume_from, elapsed_before = resume_point(job, ckpt_dir)
     stop = StopFlag()
     reporter = JobReporter(job, stop, elapsed_before)
     callbacks = [reporter]
@@ -188,10 +204,7 @@ def train(cfg: TrainConfig, job) -> Path | None:
     started = time.monotonic()
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     if reporter.stopped_by_request:
-        last = checkpoints.last_checkpoint(ckpt_dir)
-        job.set_status(state="stopped", message=f"stopped at step {trainer.state.global_step} "
-                       f"({last.name if last else 'no checkpoint'}); resume: airlock train --resume {job.id}")
-        return None
+        return finish_stopped(job, trainer, ckpt_dir)
 
     # 4. save
     job.set_status(message="saving")
@@ -221,5 +234,11 @@ def train(cfg: TrainConfig, job) -> Path | None:
 
 
 def run_job(job) -> None:
-    """The job runner for kind `train` (called by `python -m appliance.jobs run JOB_DIR`)."""
-    train(from_dict(job.config(), where=str(job.config_path)), job)
+    """The job runner for kind `train` (called by `python -m appliance.jobs run JOB_DIR`): SFT here, DPO in dpo.py."""
+    cfg = from_dict(job.config(), where=str(job.config_path))
+    if cfg.stage == "dpo":
+        from . import dpo
+
+        dpo.train(cfg, job)
+    else:
+        train(cfg, job)

@@ -1,4 +1,5 @@
-"""trl's SFTTrainer with the two things an offline appliance needs on top: atomic checkpoints and no model cards.
+"""trl's SFT and DPO trainers with the two things an offline appliance needs on top: atomic checkpoints and no
+model cards (both in the AtomicCheckpoints mixin, so every training stage checkpoints and resumes the same way).
 
 Imported only inside a training run (it pulls in torch, transformers and trl).
 """
@@ -7,12 +8,14 @@ import shutil
 from pathlib import Path
 
 from transformers.trainer_utils import rotate_checkpoints
-from trl import SFTTrainer
+from trl import DPOTrainer, SFTTrainer
 
 from . import checkpoints
 
 
-class AirlockSFTTrainer(SFTTrainer):
+class AtomicCheckpoints:
+    """Mixin for a transformers Trainer (listed before it): checkpoints are published whole or not at all."""
+
     def _save_checkpoint(self, model, trial):
         # The Trainer writes checkpoint-N file by file. Point it at a staging directory, then publish the finished
         # checkpoint with one rename: a kill during the save leaves nothing that looks like a checkpoint.
@@ -36,3 +39,11 @@ class AirlockSFTTrainer(SFTTrainer):
     def create_model_card(self, *args, **kwargs):
         # Model cards are for publishing on a hub; the job directory and airlock_provenance.json record the run.
         return None
+
+
+class AirlockSFTTrainer(AtomicCheckpoints, SFTTrainer):
+    pass
+
+
+class AirlockDPOTrainer(AtomicCheckpoints, DPOTrainer):
+    pass

@@ -27,7 +27,7 @@ ORDER = ["model", "method", "stage", "data.path", "data.dataset", "data.format",
 HELP = {
     "model": "base model: a repo id in the local HF cache, a model directory or a catalog id (empty = catalog default)",
     "method": "lora: adapters on a frozen base; qlora: adapters on a 4-bit base (least memory); full: every weight",
-    "stage": "sft: supervised fine-tuning on conversations (dpo is not available in this version)",
+    "stage": "sft: supervised fine-tuning on conversations; dpo: preference tuning on chosen/rejected pairs",
     "data.path": "a .jsonl/.json/.csv/.parquet file or a LLaMA-Factory data dir (Ctrl+B browses)",
     "data.dataset": "the key in dataset_info.json when data.path is a directory (comma-separated keys concatenate)",
     "data.format": "auto detects Alpaca or ShareGPT per file; force one if detection guesses wrong",
