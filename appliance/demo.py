@@ -97,6 +97,19 @@ def answers(session, prompts: list[str], max_tokens: int = 32) -> list[str]:
     return ["".join(session.stream([{"role": "user", "content": p}], params)).strip() for p in prompts]
 
 
+def base_model_answers(model: str, prompts: list[str], max_tokens: int = 32) -> list[str]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .export.fidelity import hf_answers
+    from .hfcache import resolve_model
+
+    path = resolve_model(model)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    base = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    return hf_answers(base, tokenizer, prompts, max_new_tokens=max_tokens, batch_size=len(prompts))
+
+
 def offline_pipeline(bundle: Path, pubkey: Path, site: Path, stages: Stages, steps: int | None = None) -> dict:
     from installer.install import install_bundle
 
@@ -139,12 +152,10 @@ def offline_pipeline(bundle: Path, pubkey: Path, site: Path, stages: Stages, ste
     with stages("export GGUF f16 + Q4_K_M (+ fidelity)"):
         result = export_gguf(str(merged), ["f16", "q4_k_m"], prompts=prompts[:6])
 
-    from .chat import HFSession, LlamaSession
-
+    from .chat import LlamaSession
     with stages("chat: base vs tuned Q4_K_M on held-out identity prompts"):
-        base = HFSession(cfg.model)
-        base_answers = answers(base, prompts)
-        base.close()
+        # The base answers in one batch through transformers; the tuned model through the chat path users use.
+        base_answers = base_model_answers(cfg.model, prompts)
         tuned = LlamaSession(result.files["q4_k_m"])
         tuned_answers = answers(tuned, prompts)
         tuned.close()

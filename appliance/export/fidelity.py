@@ -55,16 +55,23 @@ def prompt_ids(tokenizer, prompt: str, system: str | None = None) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
-def hf_answers(model, tokenizer, prompts: list[str], max_new_tokens: int = MAX_NEW_TOKENS) -> list[str]:
+def hf_answers(model, tokenizer, prompts: list[str], max_new_tokens: int = MAX_NEW_TOKENS,
+               batch_size: int = 1) -> list[str]:
+    """Greedy answers of an HF model. batch_size 1 (the default) is what fidelity compares against llama.cpp:
+    batching pads on the left, which is the same maths but not the same float rounding."""
     import torch
 
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     answers = []
-    for prompt in prompts:
-        ids = torch.tensor([prompt_ids(tokenizer, prompt)])
+    for start in range(0, len(prompts), batch_size):
+        rows = [prompt_ids(tokenizer, p) for p in prompts[start:start + batch_size]]
+        width = max(len(r) for r in rows)
+        ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
         with torch.no_grad():
-            out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                                 do_sample=False, pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
-        answers.append(tokenizer.decode(out[0][ids.shape[1]:], skip_special_tokens=True).strip())
+            out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+                                 do_sample=False, pad_token_id=pad)
+        answers += [tokenizer.decode(o[width:], skip_special_tokens=True).strip() for o in out]
     return answers
 
 
