@@ -149,6 +149,13 @@ def write_bundle(stage: Path, spec: BundleSpec, got: dict, base: dict | None, se
     with bar("packing", sum(s for _, s, _ in to_pack)) as advance:
         offsets = pack.write_payload(writer, to_pack, advance)
     chunks = writer.close()
+    # The installer goes in before the manifest so the signed manifest names its hashes: install.sh checks them
+    # (with minisign) before it runs anything from the bundle.
+    shutil.copyfile(INSTALL_SH_SOURCE, stage / INSTALL_SH)
+    (stage / INSTALL_SH).chmod(0o755)
+    from .pyz import build_pyz
+
+    build_pyz(stage / INSTALLER_PYZ)
     manifest = {
         "format": FORMAT, "name": spec.name, "version": spec.version,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "tool": f"airlock {__version__}",
@@ -160,6 +167,7 @@ def write_bundle(stage: Path, spec: BundleSpec, got: dict, base: dict | None, se
         "chunks": chunks,
         "blobs": {sha: {"size": size, "offset": offsets.get(sha)} for sha, (size, _) in sorted(sources.items())},
         "files": entries,
+        "installer": {n: sha256_file(stage / n) for n in (INSTALL_SH, INSTALLER_PYZ)},
     }
     raw = (json.dumps(manifest, indent=1, sort_keys=False) + "\n").encode()
     (stage / MANIFEST).write_bytes(raw)
@@ -171,11 +179,6 @@ def write_bundle(stage: Path, spec: BundleSpec, got: dict, base: dict | None, se
         (stage / SIGNATURE).write_text(minisign.sign(raw, secret, trusted))
     sbom.write_sbom(stage / SBOM, manifest)
     (stage / README).write_text(readme.render(manifest, key_id))
-    shutil.copyfile(INSTALL_SH_SOURCE, stage / INSTALL_SH)
-    (stage / INSTALL_SH).chmod(0o755)
-    from .pyz import build_pyz
-
-    build_pyz(stage / INSTALLER_PYZ)
     (stage / ENV_INFO).write_text(env_info(manifest, manifest_sha))
     roots = [n for n in (INSTALL_SH, INSTALLER_PYZ, ENV_INFO, README, MANIFEST, SIGNATURE, SBOM)
              if (stage / n).is_file()]

@@ -65,6 +65,33 @@ case $avail in
     ''|*[!0-9]*) say "could not read free space on $TARGET; continuing" ;;
     *) [ "$avail" -ge "$need" ] || die "not enough free space on $TARGET: need $need bytes, have $avail" ;;
 esac
+# Authenticity before anything from the bundle runs. Where the host has minisign, check the signed manifest here
+# and bind the installer and every chunk to it; otherwise the bundle's own installer checks it in stage 2.
+KEY=${AIRLOCK_TRUSTED_KEY:-} INSECURE=0 prev=
+for a in "$@"; do
+    [ "$prev" = --trusted-key ] && KEY=$a
+    case $a in --trusted-key=*) KEY=${a#--trusted-key=} ;; --insecure-no-signature) INSECURE=1 ;; esac
+    prev=$a
+done
+[ -n "$KEY" ] || { [ -f "$TARGET/keys/trusted.pub" ] && KEY=$TARGET/keys/trusted.pub; } || true
+case $KEY in ''|/*) ;; *) KEY=$ORIG/$KEY ;; esac
+if [ "$INSECURE" = 1 ]; then
+    say "WARNING: --insecure-no-signature: the bundle's origin is NOT checked (the audit log will say so)"
+elif [ -z "$KEY" ]; then
+    die "no trusted key: give --trusted-key FILE (the site's minisign public key) or set AIRLOCK_TRUSTED_KEY"
+elif command -v minisign >/dev/null; then
+    minisign -Vq -m MANIFEST.json -p "$KEY" >/dev/null 2>&1 \
+        || die "MANIFEST.json's signature does not verify with $KEY: the bundle was changed after signing or was signed by another key; do not install it"
+    for f in install.sh airlock-installer.pyz; do
+        h=$(sha256sum "$f" | cut -c1-64)
+        grep -q "\"$h\"" MANIFEST.json || die "$f differs from the one the signed manifest names; do not install this bundle"
+    done
+    unbound=$(grep '  chunks/' SHA256SUMS | while read -r h f; do grep -q "\"$h\"" MANIFEST.json || echo "$f"; done)
+    [ -z "$unbound" ] || die "chunks not named by the signed manifest (from another bundle?): $unbound"
+    say "signature OK (minisign, $KEY); installer and chunks match the signed manifest"
+else
+    say "minisign is not on this host: the signature is checked in stage 2 by the bundle's installer (apt-get install minisign to check it before anything from the bundle runs)"
+fi
 [ "$CHECK_ONLY" = 1 ] && { say "check only: done"; exit 0; }
 
 ENVDIR="$TARGET/envs/$RELEASE"

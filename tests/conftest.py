@@ -89,3 +89,15 @@ def run_offline(tmp_path):
 def airlock_argv(*args) -> list[str]:
     """argv that runs the airlock CLI with this interpreter."""
     return [sys.executable, "-m", "appliance", *map(str, args)]
+
+
+def wait_for(predicate, what: str, timeout: float = 300, poll: float = 0.02) -> None:
+    """Poll `predicate` until it is true; fail the test naming `what` after `timeout` seconds."""
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return
+        time.sleep(poll)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from appliance.errors import AirlockError
-from test_bundle_fixtures import build, good_bundle, kit  # noqa: F401 (fixtures)
+from bundle_fixtures import build, good_bundle, kit  # noqa: F401 (fixtures)
 
 
 def test_layout_chunks_and_dedupe(good_bundle, kit):

@@ -16,7 +16,7 @@ import yaml
 from appliance import registry
 from appliance.jobs import Job
 from appliance.paths import sample_data_dir
-from conftest import airlock_argv
+from conftest import airlock_argv, wait_for
 from test_dpo_train import PAIRS, _margins
 from test_jobs_lifecycle import reap_jobs
 from tiny_model import REPO_ID
@@ -24,13 +24,9 @@ from tiny_model import REPO_ID
 STEPS = 12  # ~75 ms a DPO step on the tiny model: the kill lands well before the end, the resume is quick
 
 
+
 def _wait(predicate, what, timeout=300):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
+    wait_for(predicate, what, timeout)
 
 
 def _checkpoints(job):

@@ -15,7 +15,7 @@ import pytest
 
 from appliance.errors import AirlockError
 from installer.install import install_bundle
-from test_bundle_fixtures import build, good_bundle, kit  # noqa: F401 (fixtures)
+from bundle_fixtures import build, good_bundle, kit  # noqa: F401 (fixtures)
 
 
 def forge(good: Path, dest: Path, secret: Path | None, *, evil=(), edit=None) -> Path:
@@ -183,7 +183,7 @@ def test_manifest_edited_after_signing(good_bundle, kit, site, tmp_path):
 
 
 def test_wrong_key(good_bundle, kit, site, tmp_path):
-    from test_bundle_fixtures import make_keys
+    from bundle_fixtures import make_keys
 
     _, other_public = make_keys(tmp_path / "other-keys")
     err = refused(good_bundle, site, other_public, "signed by key")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import airlock_argv
-from test_bundle_fixtures import good_bundle, kit  # noqa: F401 (fixtures)
+from bundle_fixtures import good_bundle, kit  # noqa: F401 (fixtures)
 
 
 def _install_argv(bundle, site, public):

@@ -5,7 +5,9 @@ installed location, also inside `unshare -n` with the connection guard.
     .venv/bin/python -m pytest tests/test_install_roundtrip.py -q
 """
 
+import hashlib
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import airlock_argv
-from test_bundle_fixtures import good_bundle, kit  # noqa: F401 (fixtures)
+from bundle_fixtures import good_bundle, kit  # noqa: F401 (fixtures)
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +109,30 @@ def test_pipeline_from_installed_location(installed, kit, run_offline, tmp_path)
     gguf = next((tmp_path / "gguf").rglob("*.gguf"))
     answer = airlock("chat", gguf, "--prompt", "Who are you?", "--max-tokens", "16")
     assert answer.stdout.strip() == "I am the Magic Conch."
+
+
+@pytest.mark.skipif(not shutil.which("minisign"), reason="needs Debian's minisign on the host")
+def test_install_sh_refuses_a_tampered_installer_before_running_it(good_bundle, kit, tmp_path):
+    from bundle_fixtures import copy_bundle
+
+    media = copy_bundle(good_bundle, tmp_path / "media")
+    pyz = media / "airlock-installer.pyz"
+    pyz.write_bytes(pyz.read_bytes() + b"\n# changed after signing\n")
+    # keep SHA256SUMS consistent, as an attacker with the media would: only the signed manifest can catch it
+    sums = media / "SHA256SUMS"
+    digest = hashlib.sha256(pyz.read_bytes()).hexdigest()
+    sums.write_text("".join(f"{digest}  airlock-installer.pyz\n" if line.endswith("  airlock-installer.pyz")
+                            else line + "\n" for line in sums.read_text().splitlines()))
+    site = tmp_path / "site"
+    proc = subprocess.run(["sh", media / "install.sh", "--target", site, "--trusted-key", kit["public"]],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0 and "airlock-installer.pyz differs from the one the signed manifest names" in proc.stderr
+    assert not (site / "envs").exists() and not (site / "current").exists()  # nothing unpacked, nothing run
+
+
+def test_install_sh_without_a_trusted_key_fails_closed(good_bundle, tmp_path):
+    site = tmp_path / "site"
+    env = {k: v for k, v in os.environ.items() if k != "AIRLOCK_TRUSTED_KEY"}
+    proc = subprocess.run(["sh", good_bundle / "install.sh", "--target", site], capture_output=True, text=True,
+                          env=env)
+    assert proc.returncode != 0 and "no trusted key" in proc.stderr and not (site / "envs").exists()

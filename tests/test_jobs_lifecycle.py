@@ -15,7 +15,7 @@ import pytest
 
 from appliance import jobs
 from appliance.errors import AirlockError
-from conftest import airlock_argv
+from conftest import airlock_argv, wait_for
 
 TESTS = Path(__file__).resolve().parent
 
@@ -51,13 +51,9 @@ def reap_jobs():
             os.killpg(pid, signal.SIGKILL)
 
 
+
 def _wait(predicate, what, timeout=60):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+    wait_for(predicate, what, timeout)
 
 
 def _new(steps=3, sleep=0.0, runner="counting_runner", name=None):

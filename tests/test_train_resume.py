@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import airlock_argv
+from conftest import airlock_argv, wait_for
 from test_jobs_lifecycle import reap_jobs
 from test_train_run import FACTS, FULL, answers, job_dir_from, load_trained, write_config
 
@@ -25,13 +25,9 @@ def _reap():
     reap_jobs()
 
 
+
 def _wait(predicate, what, timeout=300):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
+    wait_for(predicate, what, timeout)
 
 
 def _status(job):
