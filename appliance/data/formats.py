@@ -10,7 +10,7 @@ observation/tool in the user's.
 """
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .conversation import Conversation
 from .files import json_kind

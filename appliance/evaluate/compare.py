@@ -15,7 +15,7 @@ or any Alpaca/ShareGPT file the data layer reads (the last assistant reply is th
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import AirlockError

@@ -18,6 +18,7 @@ from textual.widgets import Input, Label, Markdown, Static
 
 from ...errors import AirlockError
 from ...paths import home
+from ..widgets.form import row
 from .base import AirlockScreen
 
 
@@ -84,22 +85,16 @@ class ChatScreen(AirlockScreen):
 
     def body(self) -> ComposeResult:
         with Vertical(id="chat-settings"):
-            with Horizontal(classes="row"):
-                yield Label("model")
-                yield Input("", id="model", compact=True, placeholder=".gguf file, job id, adapter or model dir")
-            with Horizontal(classes="row"):
-                yield Label("compare")
-                yield Input("", id="model2", compact=True, placeholder="optional second model, side by side")
-            with Horizontal(classes="row"):
-                yield Label("system")
-                yield Input("", id="system", compact=True, placeholder="system prompt (optional)")
-            with Horizontal(classes="row"):
-                yield Label("temp")
-                yield Input("0", id="temperature", compact=True, classes="num")
-                yield Label(" top_p")
-                yield Input("0.95", id="top_p", compact=True, classes="num")
-                yield Label(" max tok")
-                yield Input("256", id="max_tokens", compact=True, classes="num")
+            yield row("model",
+                      Input("", id="model", compact=True, placeholder=".gguf file, job id, adapter or model dir"))
+            yield row("compare",
+                      Input("", id="model2", compact=True, placeholder="optional second model, side by side"))
+            yield row("system", Input("", id="system", compact=True, placeholder="system prompt (optional)"))
+            yield row("temp", Input("0", id="temperature", compact=True, classes="num"),
+                      Label(" top_p"),
+                      Input("0.95", id="top_p", compact=True, classes="num"),
+                      Label(" max tok"),
+                      Input("256", id="max_tokens", compact=True, classes="num"))
         with Horizontal(id="panes"):
             yield Pane(0)
             yield Pane(1)

@@ -15,10 +15,11 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Input, Label, Select, Static, TabbedContent, TabPane
 from textual_plotext import PlotextPlot
 
+from ..widgets.form import row
 from .base import AirlockScreen
 
 MAX_TOKENIZED = 2000  # token statistics come from at most this many conversations (the count says so)
@@ -62,16 +63,13 @@ class DataScreen(AirlockScreen):
 
     def body(self) -> ComposeResult:
         with Vertical(id="data-form"):
-            with Horizontal(classes="row"):
-                yield Label("data")
-                yield Input("", id="data-path", compact=True, placeholder="file or LLaMA-Factory dir (Ctrl+B)")
-            with Horizontal(classes="row"):
-                yield Label("dataset")
-                yield Input("", id="dataset", compact=True, placeholder="key in dataset_info.json (dirs)")
-                yield Label(" model")
-                yield Input("", id="tokenizer", compact=True, placeholder="tokenizer (empty = catalog default)")
-                yield Select([(v, v) for v in ("assistant", "last", "all")], value="assistant", id="train_on",
-                             allow_blank=False, compact=True)
+            yield row("data",
+                      Input("", id="data-path", compact=True, placeholder="file or LLaMA-Factory dir (Ctrl+B)"))
+            yield row("dataset", Input("", id="dataset", compact=True, placeholder="key in dataset_info.json (dirs)"),
+                      Label(" model"),
+                      Input("", id="tokenizer", compact=True, placeholder="tokenizer (empty = catalog default)"),
+                      Select([(v, v) for v in ("assistant", "last", "all")], value="assistant", id="train_on",
+                             allow_blank=False, compact=True))
         yield Static("open a dataset and press Enter (or Ctrl+R)", id="data-summary")
         with TabbedContent(id="data-tabs"):
             with TabPane("Problems", id="tab-problems"):

@@ -10,9 +10,10 @@ one unattended); nothing half-written is left, the pipeline stages every file.
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
-from textual.widgets import Checkbox, Input, Label, Log, SelectionList, Static
+from textual.containers import Vertical
+from textual.widgets import Checkbox, Input, Log, SelectionList, Static
 
+from ..widgets.form import row
 from .base import AirlockScreen
 
 OFFERED = ("f16", "bf16", "q8_0", "q6_k", "q5_k_m", "q4_k_m", "q4_0", "q3_k_m", "q2_k")
@@ -54,18 +55,13 @@ class ExportScreen(AirlockScreen):
 
     def body(self) -> ComposeResult:
         with Vertical(id="export-form"):
-            with Horizontal(classes="row"):
-                yield Label("source")
-                yield Input("", id="source", compact=True, placeholder="job id, adapter/model dir or repo id (Ctrl+B)")
-            with Horizontal(classes="row"):
-                yield Label("output dir")
-                yield Input("", id="out", compact=True, placeholder="empty = <job>/gguf or <home>/exports/<name>")
-            with Horizontal(classes="row"):
-                yield Label("system prompt")
-                yield Input("", id="system", compact=True, placeholder="for the Modelfile (optional)")
-            with Horizontal(classes="row"):
-                yield Label("fidelity")
-                yield Checkbox("measure answers and perplexity after export", True, id="fidelity", compact=True)
+            yield row("source",
+                      Input("", id="source", compact=True, placeholder="job id, adapter/model dir or repo id (Ctrl+B)"))
+            yield row("output dir",
+                      Input("", id="out", compact=True, placeholder="empty = <job>/gguf or <home>/exports/<name>"))
+            yield row("system prompt", Input("", id="system", compact=True, placeholder="for the Modelfile (optional)"))
+            yield row("fidelity",
+                      Checkbox("measure answers and perplexity after export", True, id="fidelity", compact=True))
             yield SelectionList(*((t, t, t == "q4_k_m") for t in OFFERED), id="types")
         yield Static("pick a source and the GGUF types, then Ctrl+R", id="export-state")
         yield Log(id="export-log", max_lines=2000)

@@ -7,7 +7,6 @@ memory estimate from memory_gb), appliance.train.recipe.resolve_base + resources
 checks), appliance.train.start + appliance.jobs.start_detached (the job). Then the Jobs screen follows it.
 """
 
-import dataclasses
 
 from textual import work
 from textual.app import ComposeResult

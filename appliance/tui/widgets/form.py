@@ -185,3 +185,11 @@ class ConfigForm(VerticalScroll):
         spec = self.by_id.get(getattr(event.widget, "id", None) or "")
         if spec is not None:
             self.post_message(self.FocusHelp(spec))
+
+
+def row(label: str, *widgets) -> "Horizontal":
+    """A labelled line of a settings panel: the label, then its inputs (the screens' CSS styles `.row`)."""
+    from textual.containers import Horizontal
+    from textual.widgets import Label
+
+    return Horizontal(Label(label), *widgets, classes="row")
