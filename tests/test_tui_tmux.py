@@ -23,22 +23,27 @@ pytestmark = pytest.mark.skipif(not shutil.which("tmux"), reason="tmux is not in
 
 
 class Tmux:
+    """One TUI session on a private tmux server. A second, idle session keeps that server alive when the TUI's
+    session is killed, so the next `start` never races a server that is still shutting down."""
+
     def __init__(self, name: str):
         self.name = name
+        self.server = ["tmux", "-L", name]
+        subprocess.run([*self.server, "new-session", "-d", "-s", "keeper", "sleep 3600"], check=True)
 
     def start(self, *args: str) -> None:
         env = " ".join(f"{k}={shlex.quote(os.environ[k])}" for k in ("AIRLOCK_HOME", "HF_HUB_OFFLINE")
                        if k in os.environ)
         command = f"cd {shlex.quote(str(ROOT))} && env TERM=xterm-256color {env} " \
                   f"{shlex.quote(sys.executable)} -m appliance tui {' '.join(args)}"
-        subprocess.run(["tmux", "new-session", "-d", "-s", self.name, "-x", "80", "-y", "24", command], check=True)
+        subprocess.run([*self.server, "new-session", "-d", "-s", self.name, "-x", "80", "-y", "24", command], check=True)
 
     def keys(self, *keys: str, literal: bool = False) -> None:
-        subprocess.run(["tmux", "send-keys", "-t", self.name, *(["-l"] if literal else []), *keys], check=True)
+        subprocess.run([*self.server, "send-keys", "-t", self.name, *(["-l"] if literal else []), *keys], check=True)
         time.sleep(0.3)
 
     def screen(self) -> str:
-        return subprocess.run(["tmux", "capture-pane", "-t", self.name, "-p"], capture_output=True,
+        return subprocess.run([*self.server, "capture-pane", "-t", self.name, "-p"], capture_output=True,
                               text=True).stdout
 
     def wait_for(self, text: str, polls: int = 1200) -> str:
@@ -60,7 +65,10 @@ class Tmux:
         raise AssertionError(f"no line with {parts!r}; the screen was:\n{self.screen()}")
 
     def kill(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+        subprocess.run([*self.server, "kill-session", "-t", self.name], capture_output=True)
+
+    def close(self) -> None:
+        subprocess.run([*self.server, "kill-server"], capture_output=True)
 
 
 def test_tui_in_tmux_trains_detaches_and_reattaches(tmp_path, tiny_model):
@@ -103,4 +111,4 @@ def test_tui_in_tmux_trains_detaches_and_reattaches(tmp_path, tiny_model):
         assert "completed" in tmux.wait_line(job.id[:20], "completed")
         assert job.status()["state"] == "completed" and (job.path / "adapter").is_dir()
     finally:
-        tmux.kill()
+        tmux.close()
