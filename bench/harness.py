@@ -27,14 +27,18 @@ def compare(name: str, ours: Callable[[], object], peer: Callable[[], object], *
                 setup()
             seconds, result = timed(fn)
             samples[side].append(measure(seconds, result) if measure else seconds)
-    med = {side: statistics.median(values) for side, values in samples.items()}
-    ratio = med["ours"] / med["peer"] if med["peer"] else float("nan")
+    return row(name, peer_name, samples["ours"], samples["peer"], unit=unit, lower_is_better=lower_is_better)
+
+
+def row(name: str, peer_name: str, ours: list[float], peer: list[float], *, unit: str = "s",
+        lower_is_better: bool = True) -> dict:
+    """A result row from the samples of each side: medians, min/max and the ours/peer ratio of the medians."""
+    med_ours, med_peer = statistics.median(ours), statistics.median(peer)
     return {
-        "bench": name, "peer": peer_name, "unit": unit, "rounds": rounds,
-        "ours_median": med["ours"], "peer_median": med["peer"],
-        "ours_range": [min(samples["ours"]), max(samples["ours"])],
-        "peer_range": [min(samples["peer"]), max(samples["peer"])],
-        "ratio": ratio, "lower_is_better": lower_is_better,
+        "bench": name, "peer": peer_name, "unit": unit, "rounds": len(ours),
+        "ours_median": med_ours, "peer_median": med_peer,
+        "ours_range": [min(ours), max(ours)], "peer_range": [min(peer), max(peer)],
+        "ratio": med_ours / med_peer if med_peer else float("nan"), "lower_is_better": lower_is_better,
     }
 
 
@@ -42,7 +46,14 @@ def markdown_table(rows: list[dict]) -> str:
     lines = ["| bench | ours (median) | peer | peer (median) | ours/peer | better is |",
              "| --- | --- | --- | --- | --- | --- |"]
     for r in rows:
-        lines.append(
-            f"| {r['bench']} | {r['ours_median']:.4g} {r['unit']} | {r['peer']} | {r['peer_median']:.4g} {r['unit']} "
-            f"| {r['ratio']:.3f} | {'lower' if r['lower_is_better'] else 'higher'} |")
+        lines.append(f"| {r['bench']} | {_figure(r['ours_median'], r['unit'])} | {r['peer']} "
+                     f"| {_figure(r['peer_median'], r['unit'])} | {_figure(r['ratio'])} "
+                     f"| {'lower' if r['lower_is_better'] else 'higher'} |")
     return "\n".join(lines)
+
+
+def _figure(value: float, unit: str = "") -> str:
+    """A number for the table; a stage with no peer has NaN there and shows a dash."""
+    if value != value:
+        return "-"
+    return f"{value:.4g} {unit}".strip() if unit else f"{value:.3f}"

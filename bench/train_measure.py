@@ -21,29 +21,44 @@ from appliance.train import load_config, start
 CONFIG = Path(__file__).resolve().parents[1] / "appliance" / "configs" / "sft_lora_default.yaml"
 
 
-def measure(overrides: list[str], steps: int) -> dict:
-    cfg = load_config(CONFIG, [f"max_steps={steps}", "logging_steps=1", f"save_steps={steps}",
-                               "per_device_train_batch_size=8", "lora_rank=8", *overrides])
-    job = start(cfg, ["bench.train_measure", *overrides], name="bench-train")
+def run_measured(cfg, argv: list[str]) -> tuple:
+    """Start a training job for `cfg` and run its runner in the foreground under /usr/bin/time -v:
+    (job, peak RSS in MB, wall clock as time prints it)."""
+    job = start(cfg, argv, name="bench-train")
     proc = subprocess.run(["/usr/bin/time", "-v", *runner_argv(job)], capture_output=True, text=True)
     if proc.returncode != 0:
         sys.exit(f"training failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    rss_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr).group(1))
-    wall = re.search(r"Elapsed \(wall clock\) time.*: (.+)", proc.stderr).group(1).strip()
+    return job, peak_rss_mb(proc.stderr), re.search(r"Elapsed \(wall clock\) time.*: (.+)", proc.stderr).group(1).strip()
+
+
+def peak_rss_mb(time_v_stderr: str) -> float:
+    return round(int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", time_v_stderr).group(1)) / 1024, 1)
+
+
+def job_steps(job) -> tuple[list[float], list[float]]:
+    """(seconds since training began at the end of each step, non-pad tokens of each step) from a job logged every
+    step. Each record's tokens_per_s covers the time since the previous record."""
     metrics = [m for m in job.metrics() if m.get("loss") is not None]
-    later = metrics[1:] or metrics
-    span = later[-1]["elapsed_s"] - metrics[0]["elapsed_s"] if len(metrics) > 1 else metrics[0]["elapsed_s"]
-    steps_timed = later[-1]["step"] - metrics[0]["step"] if len(metrics) > 1 else metrics[0]["step"]
-    # tokens_per_s in each record is (non-pad tokens since the previous record) / (seconds since it): weight by time
-    times = [b["elapsed_s"] - a["elapsed_s"] for a, b in zip(metrics, metrics[1:])]
-    tokens = sum(m["tokens_per_s"] * dt for m, dt in zip(metrics[1:], times))
-    return {
-        "job": job.id, "config": cfg.to_dict(), "steps": metrics[-1]["step"], "wall_clock": wall,
-        "s_per_step": round(span / max(steps_timed, 1), 3),
-        "nonpad_tokens_per_s": round(tokens / span, 1) if span else None,
-        "peak_rss_mb": round(rss_kb / 1024, 1),
-        "first_loss": metrics[0]["loss"], "last_loss": metrics[-1]["loss"],
-    }
+    ends = [m["elapsed_s"] for m in metrics]
+    tokens = [m["tokens_per_s"] * (b - a) for m, a, b in zip(metrics, [0.0, *ends], ends)]
+    return ends, tokens
+
+
+def step_figures(step_end_s: list[float], step_tokens: list[float]) -> dict:
+    """Seconds per step and non-pad tokens/s, leaving out the first step (threads spin up, the allocator warms)."""
+    span = step_end_s[-1] - step_end_s[0]
+    steps = len(step_end_s) - 1
+    return {"s_per_step": round(span / steps, 3) if steps else None,
+            "nonpad_tokens_per_s": round(sum(step_tokens[1:]) / span, 1) if span else None}
+
+
+def measure(overrides: list[str], steps: int) -> dict:
+    cfg = load_config(CONFIG, [f"max_steps={steps}", "logging_steps=1", f"save_steps={steps}",
+                               "per_device_train_batch_size=8", "lora_rank=8", *overrides])
+    job, rss, wall = run_measured(cfg, ["bench.train_measure", *overrides])
+    losses = [m["loss"] for m in job.metrics() if m.get("loss") is not None]
+    return {"job": job.id, "config": cfg.to_dict(), "steps": len(losses), "wall_clock": wall,
+            **step_figures(*job_steps(job)), "peak_rss_mb": rss, "first_loss": losses[0], "last_loss": losses[-1]}
 
 
 def main() -> None:

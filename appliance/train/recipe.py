@@ -9,10 +9,12 @@ Reads top to bottom:
   1. setup: resolve the base model (cache repo id, local dir or catalog id; never the network), check the dtype
      against the hardware, set CPU threads, tokenize the data once with appliance.data.prepare.
   2. model: fp32/bf16/fp16 weights (LoRA, full) or a 4-bit NF4 base with double quantization (QLoRA), LoRA
-     adapters on the catalog card's target modules (or all-linear) for lora/qlora.
+     adapters on the catalog card's target modules (or all-linear) for lora/qlora. On a CPU: per-sample attention
+     for padding-free rows and integer-mask LoRA dropout (cpu_levers).
   3. train: trl's SFTTrainer on the pre-tokenized samples. Padding-free batches by default (samples laid end to
      end, position ids restart per sample, attention block-diagonal: no pad tokens, no cross-talk); packing fills
-     rows up to cutoff_len. Checkpoints every save_steps, published atomically, last save_total_limit kept.
+     rows up to cutoff_len. The loss projects only trained positions through the LM head (loss.py).
+     Checkpoints every save_steps, published atomically, last save_total_limit kept.
   4. save: the adapter (adapter/) or the full model (model/) with the tokenizer and airlock_provenance.json,
      staged and renamed into the job directory; the registry records it with its lineage.
 
@@ -82,6 +84,17 @@ def load_model(cfg: TrainConfig, base_path: Path, device: str, card):
     except ValueError as exc:  # peft names the modules it could not find
         raise AirlockError(f"LoRA targets do not match this model: {exc}", where="lora_target",
                            fix="use all-linear or module names of this model (e.g. q_proj,v_proj)") from None
+
+
+def cpu_levers(model, cfg: TrainConfig) -> None:
+    """Less work for the same numbers on a CPU: each sample of a padding-free row attends only within itself
+    (appliance/train/attention.py), and LoRA dropout masks come from cheap integer draws (dropout.py)."""
+    from .attention import use_per_sample_attention
+    from .dropout import use_fast_lora_dropout
+
+    if cfg.padding_free or cfg.packing:
+        use_per_sample_attention(model)
+    use_fast_lora_dropout(model)
 
 
 def sft_args(cfg: TrainConfig, output_dir: Path, device: str, has_eval: bool):
@@ -187,6 +200,8 @@ def train(cfg: TrainConfig, job) -> Path | None:
     # 2. model
     job.set_status(message="loading the model")
     model = load_model(cfg, base_path, device, card)
+    if device == "cpu":
+        cpu_levers(model, cfg)
 
     # 3. train, continuing from the last complete checkpoint if this job has one
     ckpt_dir = job.path / "checkpoints"

@@ -1,5 +1,6 @@
 """trl's SFT and DPO trainers with the two things an offline appliance needs on top: atomic checkpoints and no
 model cards (both in the AtomicCheckpoints mixin, so every training stage checkpoints and resumes the same way).
+SFT also computes its loss only at the trained positions (appliance/train/loss.py).
 
 Imported only inside a training run (it pulls in torch, transformers and trl).
 """
@@ -10,7 +11,7 @@ from pathlib import Path
 from transformers.trainer_utils import rotate_checkpoints
 from trl import DPOTrainer, SFTTrainer
 
-from . import checkpoints
+from . import checkpoints, loss
 
 
 class AtomicCheckpoints:
@@ -42,7 +43,19 @@ class AtomicCheckpoints:
 
 
 class AirlockSFTTrainer(AtomicCheckpoints, SFTTrainer):
-    pass
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if return_outputs or not loss.supports(model):
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        value, labelled, correct = loss.trained_positions_loss(model, inputs, num_items_in_batch)
+        # The bookkeeping trl's own compute_loss does, minus the per-position entropy: token accuracy for the log,
+        # and the running count of trained-on tokens that the job's tokens/s is computed from.
+        mode = "train" if model.training else "eval"
+        self._metrics[mode]["mean_token_accuracy"].append(correct / labelled if labelled else 0.0)
+        if mode == "train":
+            mask = inputs.get("attention_mask")
+            self._total_train_tokens += int(mask.sum()) if mask is not None else inputs["input_ids"].numel()
+        self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+        return value
 
 
 class AirlockDPOTrainer(AtomicCheckpoints, DPOTrainer):

@@ -1,0 +1,133 @@
+"""Training speed and quality: LoRA SFT of the embedded default on the sample data, Airlock vs LLaMA-Factory 0.9.5
+and vs the plain transformers Trainer recipe, with identical hyperparameters, interleaved (A B C A B C ...).
+
+    .venv/bin/python -m bench train [--quick]     # --quick: 8 steps, one round; default: 30 steps, two rounds
+    BENCH_TRAIN_PEERS=trainer .venv/bin/python -m bench train    # leave LLaMA-Factory out (no venv build)
+
+Every side trains SmolLM2-135M-Instruct with LoRA r8 / alpha 16 / dropout 0.05 on q,k,v,o,gate,up,down, cutoff 512,
+batch 8, grad-acc 1, lr 2e-4 cosine with 3% warm-up, seed 42, fp32 on the CPU, on the same 90% of
+magic_conch.jsonl. Each side's process runs under /usr/bin/time -v (peak RSS). Per-step wall times and non-pad
+tokens come from the job's metrics (Airlock) or bench/train_probe.py (the peers); the first step is left out. The
+final eval loss of every adapter is computed afterwards by one evaluator (appliance.evaluate.perplexity, assistant
+replies only) on the held-out 10%, so a faster side cannot hide a worse model. Each side does what it does by
+default beyond the shared settings: that default is what a site would get.
+"""
+
+import json
+import os
+import sys
+import random
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from .harness import row
+from .train_measure import CONFIG, job_steps, peak_rss_mb, run_measured, step_figures
+
+HERE = Path(__file__).resolve().parent
+MODEL = "airlock-embedded/SmolLM2-135M-Instruct"
+DATA = HERE.parent / "appliance" / "sample_data" / "magic_conch.jsonl"
+TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+SHARED = {"lora_rank": 8, "lora_alpha": 16, "lora_dropout": 0.05, "lora_target": TARGETS, "cutoff_len": 512,
+          "batch_size": 8, "grad_acc": 1, "learning_rate": 2e-4, "lr_scheduler_type": "cosine",
+          "warmup_ratio": 0.03, "seed": 42}
+PEERS = {"trainer": "transformers Trainer + DataCollatorForLanguageModeling",
+         "llamafactory": "LLaMA-Factory 0.9.5"}
+
+
+def split_data(work: Path, eval_fraction: float = 0.1) -> tuple[Path, Path]:
+    """A seeded train/eval split of the sample data, written as two ShareGPT .jsonl files every side reads."""
+    lines = [line for line in DATA.read_text(encoding="utf-8").splitlines() if line.strip()]
+    random.Random(SHARED["seed"]).shuffle(lines)
+    cut = int(len(lines) * eval_fraction)
+    (work / "eval.jsonl").write_text("\n".join(lines[:cut]) + "\n", encoding="utf-8")
+    (work / "train.jsonl").write_text("\n".join(lines[cut:]) + "\n", encoding="utf-8")
+    return work / "train.jsonl", work / "eval.jsonl"
+
+
+def run_airlock(train: Path, steps: int) -> dict:
+    from appliance.train import load_config
+
+    cfg = load_config(CONFIG, [
+        f"data.path={train}", "data.val_size=0", f"data.cutoff_len={SHARED['cutoff_len']}",
+        f"lora_rank={SHARED['lora_rank']}", f"lora_alpha={SHARED['lora_alpha']}",
+        f"lora_dropout={SHARED['lora_dropout']}", f"lora_target=[{','.join(TARGETS)}]",
+        f"per_device_train_batch_size={SHARED['batch_size']}", f"gradient_accumulation_steps={SHARED['grad_acc']}",
+        f"learning_rate={SHARED['learning_rate']}", f"lr_scheduler_type={SHARED['lr_scheduler_type']}",
+        f"warmup_ratio={SHARED['warmup_ratio']}", f"seed={SHARED['seed']}", f"max_steps={steps}",
+        "logging_steps=1", f"save_steps={steps}", "dtype=fp32"])
+    job, rss, _ = run_measured(cfg, ["bench.bench_train"])
+    losses = [m["loss"] for m in job.metrics() if m.get("loss") is not None]
+    return {**step_figures(*job_steps(job)), "peak_rss_mb": rss, "last_loss": losses[-1],
+            "adapter": str(job.path / "adapter")}
+
+
+def run_peer(name: str, python: Path, train: Path, steps: int, work: Path) -> dict:
+    from appliance.hfcache import resolve_model
+    from appliance.offline import offline_env
+
+    out = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=work))
+    settings = {**SHARED, "model": str(resolve_model(MODEL)), "train": str(train), "steps": steps,
+                "out": str(out), "probe": str(out / "probe.json")}
+    (out / "settings.json").write_text(json.dumps(settings))
+    proc = subprocess.run(["/usr/bin/time", "-v", str(python), str(HERE / f"peer_{_script(name)}.py"),
+                           str(out / "settings.json")], capture_output=True, text=True, env=offline_env())
+    if proc.returncode != 0:
+        raise RuntimeError(f"{PEERS[name]} failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}\n"
+                           f"{proc.stderr[-4000:]}")
+    probe = json.loads((out / "probe.json").read_text())
+    return {**step_figures(probe["step_end_s"], probe["step_tokens"]), "peak_rss_mb": peak_rss_mb(proc.stderr),
+            "last_loss": probe["losses"][-1], "adapter": str(out / "adapter")}
+
+
+def _script(name: str) -> str:
+    return {"trainer": "trainer_recipe", "llamafactory": "llamafactory"}[name]
+
+
+def eval_loss(adapter: str, eval_file: Path) -> float:
+    """Loss on the held-out replies, by the same evaluator for every side (a fresh process: no shared state)."""
+    code = ("import json, sys\n"
+            "from appliance.chat import HFSession\n"
+            "from appliance.data import load_conversations\n"
+            "from appliance.evaluate.perplexity import conversation_perplexity\n"
+            "s = HFSession(sys.argv[1])\n"
+            "convs = load_conversations(sys.argv[2]).conversations\n"
+            "print(json.dumps(conversation_perplexity(s.model, s.tokenizer, convs)))\n")
+    from appliance.offline import offline_env
+
+    proc = subprocess.run([sys.executable, "-c", code, adapter, str(eval_file)], capture_output=True,
+                          text=True, env=offline_env(), check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])["loss"]
+
+
+def run(quick: bool = False) -> list[dict]:
+    from .llamafactory_env import python as llamafactory_python
+
+    steps, rounds = (8, 1) if quick else (30, 2)
+    peers = [p for p in os.environ.get("BENCH_TRAIN_PEERS", "trainer,llamafactory").split(",") if p]
+    pythons = {"trainer": Path(sys.executable)}
+    if "llamafactory" in peers:
+        pythons["llamafactory"] = llamafactory_python()
+    work = Path(tempfile.mkdtemp(prefix="bench-train-"))
+    try:
+        train, heldout = split_data(work)
+        runs: dict[str, list[dict]] = {"airlock": [], **{p: [] for p in peers}}
+        for r in range(rounds):
+            for side in runs:
+                print(f"   round {r + 1}/{rounds}: {side} ...", flush=True)
+                result = (run_airlock(train, steps) if side == "airlock"
+                          else run_peer(side, pythons[side], train, steps, work))
+                result["eval_loss"] = eval_loss(result.pop("adapter"), heldout)
+                print(f"   {side}: {json.dumps(result)}", flush=True)
+                runs[side].append(result)
+        rows = []
+        for peer in peers:
+            for key, unit, lower in (("nonpad_tokens_per_s", "tok/s", False), ("s_per_step", "s", True),
+                                     ("peak_rss_mb", "MB", True), ("eval_loss", "nats", True)):
+                rows.append(row(f"train LoRA {steps} steps: {key}", PEERS[peer],
+                                [x[key] for x in runs["airlock"]], [x[key] for x in runs[peer]],
+                                unit=unit, lower_is_better=lower))
+        return rows
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

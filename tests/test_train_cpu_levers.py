@@ -1,0 +1,121 @@
+"""The CPU training levers change the work, not the numbers: per-sample attention on padding-free rows gives the
+logits and gradients of transformers' sdpa (block-diagonal mask) and eager attention, padded batches fall back to
+sdpa untouched; integer-mask LoRA dropout drops at rate p, keeps the expectation, and is the identity in eval.
+"""
+
+import copy
+
+import pytest
+import torch
+
+
+def _gqa_model(attn: str):
+    """A small random Llama with grouped-query attention (2 key heads for 4 query heads), as SmolLM2 has."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                         attn_implementation=attn)
+    return LlamaForCausalLM(config).eval()
+
+
+def _padding_free_row(lengths=(7, 12, 5)):
+    torch.manual_seed(1)
+    ids = torch.randint(0, 128, (1, sum(lengths)))
+    positions = torch.cat([torch.arange(n) for n in lengths]).unsqueeze(0)
+    return ids, positions
+
+
+@pytest.mark.parametrize("reference", ["sdpa", "eager"])
+def test_per_sample_attention_matches_transformers_on_padding_free_rows(reference):
+    from appliance.train.attention import NAME, use_per_sample_attention
+
+    ref = _gqa_model(reference)
+    ours = _gqa_model("sdpa")
+    ours.load_state_dict(ref.state_dict())
+    assert use_per_sample_attention(ours) and ours.config._attn_implementation == NAME
+    ids, positions = _padding_free_row()
+
+    out_ref = ref(input_ids=ids, position_ids=positions, use_cache=False).logits
+    out_ours = ours(input_ids=ids, position_ids=positions, use_cache=False).logits
+    torch.testing.assert_close(out_ours, out_ref, atol=1e-5, rtol=1e-4)
+
+    out_ref.square().mean().backward()
+    out_ours.square().mean().backward()
+    for (name, p_ref), p_ours in zip(ref.named_parameters(), ours.parameters()):
+        torch.testing.assert_close(p_ours.grad, p_ref.grad, atol=1e-6, rtol=1e-4, msg=name)
+
+
+def test_per_sample_attention_keeps_samples_apart():
+    """The control for the test above: the row run WITHOUT position ids (one causal sequence) differs."""
+    from appliance.train.attention import use_per_sample_attention
+
+    model = _gqa_model("sdpa")
+    use_per_sample_attention(model)
+    ids, positions = _padding_free_row()
+    with torch.no_grad():
+        apart = model(input_ids=ids, position_ids=positions, use_cache=False).logits
+        first_alone = model(input_ids=ids[:, :7], use_cache=False).logits
+        second_alone = model(input_ids=ids[:, 7:19], use_cache=False).logits
+        joined = model(input_ids=ids, use_cache=False).logits
+    torch.testing.assert_close(apart[:, :7], first_alone, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(apart[:, 7:19], second_alone, atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(joined[:, 7:19], second_alone, atol=1e-3)
+
+
+def test_padded_batches_fall_back_to_sdpa():
+    from appliance.train.attention import use_per_sample_attention
+
+    ref = _gqa_model("sdpa")
+    ours = copy.deepcopy(ref)
+    use_per_sample_attention(ours)
+    torch.manual_seed(2)
+    ids = torch.randint(0, 128, (2, 9))
+    mask = torch.ones(2, 9, dtype=torch.long)
+    mask[1, 6:] = 0
+    with torch.no_grad():
+        torch.testing.assert_close(ours(input_ids=ids, attention_mask=mask).logits,
+                                   ref(input_ids=ids, attention_mask=mask).logits)
+
+
+def test_only_sdpa_models_are_switched():
+    from appliance.train.attention import use_per_sample_attention
+
+    model = _gqa_model("eager")
+    assert not use_per_sample_attention(model)
+    assert model.config._attn_implementation == "eager"
+
+
+def test_integer_mask_dropout_rate_scale_and_eval():
+    from appliance.train.dropout import IntegerMaskDropout
+
+    torch.manual_seed(0)
+    drop = IntegerMaskDropout(0.05).train()
+    x = torch.ones(1000, 1000)
+    y = drop(x)
+    dropped = float((y == 0).float().mean())
+    assert abs(dropped - 0.05) < 0.002  # 1e6 draws: the standard error of the rate is 0.0002
+    assert torch.allclose(y[y != 0], torch.tensor(drop.scale))
+    assert abs(float(y.mean()) - 1.0) < 0.003  # the expectation is kept
+    assert not torch.equal(drop(x), y)  # a fresh mask every call
+    assert drop.eval()(x) is x
+
+
+def test_fast_lora_dropout_replaces_every_lora_dropout(tiny_model):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from appliance.train.dropout import IntegerMaskDropout, use_fast_lora_dropout
+
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model),
+                           LoraConfig(r=4, lora_alpha=8, lora_dropout=0.1, target_modules="all-linear"))
+    lora_layers = [m for m in model.modules() if isinstance(getattr(m, "lora_dropout", None), torch.nn.ModuleDict)]
+    assert use_fast_lora_dropout(model) == len(lora_layers) > 0
+    assert all(isinstance(m.lora_dropout["default"], IntegerMaskDropout) and m.lora_dropout["default"].p == 0.1
+               for m in lora_layers)
+    # and training still reaches the adapters through it
+    model.train()
+    ids = torch.tensor([[1, 5, 9, 13, 17, 21]])
+    model(input_ids=ids, labels=ids).loss.backward()
+    assert all(p.grad is not None for n, p in model.named_parameters() if "lora_A" in n)
