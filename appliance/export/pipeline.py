@@ -133,12 +133,6 @@ def export_gguf(source: str, types: list[str] | None = None, *, out: Path | None
             result.timings["lora"] = time.perf_counter() - started
             _line(log, "lora", result.lora, result.timings["lora"])
 
-        family = _family(src, model_dir)
-        for path in result.files.values():
-            modelfile.write(path, family=family, system=system)
-        if result.lora:
-            modelfile.write(result.base_gguf, family=family, system=system, adapter=result.lora)
-
         if fidelity:
             started = time.perf_counter()
             result.fidelity = _fidelity(result, model_dir, tokenizer, reference, base_type, prompts, text, threads, log)
@@ -146,6 +140,16 @@ def export_gguf(source: str, types: list[str] | None = None, *, out: Path | None
                                             "difference": tok_diff.describe() if tok_diff else None,
                                             "forced_pre_tokenizer": pre_tokenizer}
             result.timings["fidelity"] = time.perf_counter() - started
+        # Delete the temporary 16-bit file before the first fsync below: on a journalling filesystem that fsync
+        # would otherwise write its hundreds of MB out to disk first, only for them to be deleted.
+        work16.unlink(missing_ok=True)
+
+        family = _family(src, model_dir)
+        for path in result.files.values():
+            modelfile.write(path, family=family, system=system)
+        if result.lora:
+            modelfile.write(result.base_gguf, family=family, system=system, adapter=result.lora)
+        if fidelity:
             write_json(out / "fidelity.json", result.fidelity)
             _summary(log, result.fidelity)
     finally:
