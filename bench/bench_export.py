@@ -4,10 +4,14 @@ llama_model_quantize called directly, on the embedded default (SmolLM2-135M-Inst
     .venv/bin/python -m bench export [--quick]
 
 Ours does more than the peer (tokenizer facts for the converter, the tokenizer agreement check, Modelfile,
-checksums, registry); fidelity is switched off so both sides do the same conversion work.
+checksums, registry); fidelity is switched off so both sides do the same conversion work. Each run starts after
+os.sync(): ours fsyncs what it publishes, and on a journalling filesystem that fsync would otherwise also write
+out the hundreds of MB the peer left dirty in the page cache just before. Both sides are library calls in this
+process, so each gets one untimed warm-up call first (its imports); `python -m bench startup` times start-up.
 """
 
 import ctypes
+import os
 import shutil
 import subprocess
 import sys
@@ -46,6 +50,7 @@ def run(quick: bool = False) -> dict:
 
     try:
         return compare("export f16+q4_k_m (SmolLM2-135M)", ours, peer,
-                       peer_name="convert_hf_to_gguf.py + llama_model_quantize", rounds=1 if quick else 3)
+                       peer_name="convert_hf_to_gguf.py + llama_model_quantize", rounds=1 if quick else 5,
+                       setup=os.sync, warmup=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)

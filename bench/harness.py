@@ -17,10 +17,17 @@ def timed(fn: Callable[[], object]) -> tuple[float, object]:
 
 def compare(name: str, ours: Callable[[], object], peer: Callable[[], object], *, peer_name: str,
             rounds: int = 3, setup: Callable[[], None] | None = None, unit: str = "s",
-            lower_is_better: bool = True, measure: Callable[[float, object], float] | None = None) -> dict:
+            lower_is_better: bool = True, measure: Callable[[float, object], float] | None = None,
+            warmup: bool = False) -> dict:
     """Time `ours` and `peer` alternately `rounds` times; `measure(seconds, result)` turns a run into the figure
-    reported (default: seconds). Returns a row with medians, min/max and ours/peer ratio."""
+    reported (default: seconds). Returns a row with medians, min/max and ours/peer ratio. `warmup` runs each side
+    once first, untimed, for library calls whose first call in a process pays one-time imports."""
     samples: dict[str, list[float]] = {"ours": [], "peer": []}
+    if warmup:
+        for fn in (ours, peer):
+            if setup:
+                setup()
+            fn()
     for _ in range(rounds):
         for side, fn in (("ours", ours), ("peer", peer)):
             if setup:
