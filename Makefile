@@ -10,6 +10,11 @@ TORCH_SPEC     ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 SYSTEM_TOOLS   := tmux minisign unshare
 PYTEST_ARGS    ?=
+# llama-cpp-python has no wheel on the registry: it is built once from its sdist, portable (-DGGML_NATIVE=OFF:
+# AVX2/FMA/F16C, runs on any x86-64 CPU since 2013; a native build also miscomputes on some AVX-512/AMX CPUs),
+# into .airlock/wheels, where appliance bundles take it from (no second build).
+LLAMA_WHEELS     := .airlock/wheels
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
 .PHONY: setup system-tools test demo bench clean help
 
@@ -27,6 +32,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade "pip>=24"
 	$(BIN)/pip install --quiet $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
+	ls $(LLAMA_WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1 || { echo "building llama-cpp-python (several minutes, once) ..."; \
+	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/pip wheel --quiet --no-deps \
+	  --no-cache-dir -c constraints.txt llama-cpp-python -w $(LLAMA_WHEELS); }
+	$(BIN)/pip install --quiet -c constraints.txt $(LLAMA_WHEELS)/llama_cpp_python-*.whl
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
 	$(BIN)/pip check
 	touch $@

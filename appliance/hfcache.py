@@ -63,8 +63,9 @@ def resolve_model(name: str, cache: Path | None = None) -> Path:
 
 
 def install_snapshot(src: Path, repo_id: str, revision: str | None = None, cache: Path | None = None,
-                     ref: str = "main") -> Path:
-    """Copy a model directory into the cache as repo_id@revision (blobs by sha256, snapshot of relative symlinks)."""
+                     ref: str = "main", link: bool = False) -> Path:
+    """Copy a model directory into the cache as repo_id@revision (blobs by sha256, snapshot of relative symlinks).
+    With `link`, blobs are hard links to the source files where the filesystem allows (no second copy)."""
     src = Path(src)
     revision = revision or content_revision(src)
     folder = repo_folder(repo_id, cache)
@@ -79,7 +80,13 @@ def install_snapshot(src: Path, repo_id: str, revision: str | None = None, cache
             blob = blobs / sha256_file(file)
             if not blob.exists():
                 tmp = blob.with_name(blob.name + f".incomplete-{os.getpid()}")
-                shutil.copyfile(file, tmp)
+                tmp.unlink(missing_ok=True)
+                try:
+                    if not link:
+                        raise OSError
+                    os.link(file, tmp)
+                except OSError:
+                    shutil.copyfile(file, tmp)
                 os.replace(tmp, blob)
             link = staging / rel
             link.parent.mkdir(parents=True, exist_ok=True)

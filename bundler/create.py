@@ -21,7 +21,7 @@ from appliance.hfcache import sha256_file
 from appliance.schema import to_dict
 from installer import minisign
 from installer.format import (DEFAULT_MAX_CHUNK, ENV_INFO, FORMAT, INSTALL_SH, INSTALLER_PYZ, MANIFEST, README,
-                              SBOM, SIGNATURE, load_manifest, release_id)
+                              ROOT_FILES, SBOM, SIGNATURE, SUMS)
 from installer.progress import bar, step
 
 from . import env as envmod
@@ -70,7 +70,8 @@ def gather(spec: BundleSpec, work: Path, log=step, base: dict | None = None) -> 
         files += [(f"tools/{converter.name}/{p.relative_to(converter)}", p, "tool")
                   for p in sorted(converter.rglob("*")) if p.is_file() and "__pycache__" not in p.parts]
         tool_facts["llama.cpp-converter"] = {"version": converter.name.split("-", 1)[1], "dir": converter.name}
-    env_facts = {"mode": spec.env.mode}
+    env_facts = {"mode": spec.env.mode, "unpacked_size": wheels.unpacked_size(wheel_list)
+                 if spec.env.mode == "wheelhouse" else 0}
     if spec.env.mode == "conda":
         digest = envmod.prefix_digest(spec.env.prefix)
         old = (base or {}).get("env", {})
@@ -82,7 +83,7 @@ def gather(spec: BundleSpec, work: Path, log=step, base: dict | None = None) -> 
             log(f"conda-pack {spec.env.prefix}")
             archive = envmod.pack_conda(spec.env.prefix, work / "env.tar.gz")
             env_facts.update(path="env/env.tar.gz", sha256=sha256_file(archive), prefix_digest=digest,
-                             unpacked_size=envmod.dir_size(spec.env.prefix))
+                             unpacked_size=envmod.unpacked_bound(spec.env.prefix))
             files.insert(0, ("env/env.tar.gz", archive, "env"))
     rehearsal_facts = None
     if spec.rehearsal and staged:
@@ -117,13 +118,20 @@ def create_bundle(spec: BundleSpec, out: Path, *, key: Path | None = None, unsig
 
 
 def _read_base(since: Path) -> dict:
-    since = Path(since)
-    manifest, raw = load_manifest(since.parent if since.name == MANIFEST else since)
+    """The earlier bundle a delta leaves out: its MANIFEST.json (a file, or the bundle directory holding it)."""
     import hashlib
 
-    return {"name": manifest["name"], "version": manifest["version"],
-            "manifest_sha256": hashlib.sha256(raw).hexdigest(), "blobs": set(manifest["blobs"]),
-            "blob_sizes": {sha: b["size"] for sha, b in manifest["blobs"].items()}, "env": manifest["env"]}
+    from installer.manifest import parse_manifest
+
+    since = Path(since)
+    path = since / MANIFEST if since.is_dir() else since
+    if not path.is_file():
+        raise AirlockError("no MANIFEST.json there", where=f"--since {since}", fix="give the earlier bundle's "
+                           "MANIFEST.json (or its directory)")
+    raw = path.read_bytes()
+    m = parse_manifest(raw, hashlib.sha256(raw).hexdigest())
+    return {"name": m.name, "version": m.version, "manifest_sha256": m.sha256, "blobs": set(m.blobs),
+            "blob_sizes": {sha: b.size for sha, b in m.blobs.items()}, "env": m.raw["env"]}
 
 
 def write_bundle(stage: Path, spec: BundleSpec, got: dict, base: dict | None, secret, max_chunk: int, log) -> dict:
@@ -172,30 +180,35 @@ def write_bundle(stage: Path, spec: BundleSpec, got: dict, base: dict | None, se
     raw = (json.dumps(manifest, indent=1, sort_keys=False) + "\n").encode()
     (stage / MANIFEST).write_bytes(raw)
     manifest_sha = hashlib.sha256(raw).hexdigest()
-    key_id = None
-    if secret is not None:
-        key_id = minisign.PublicKey(secret.key_id, secret.public).id_hex
-        trusted = f"timestamp:{int(time.time())}\tfile:{MANIFEST}\tbundle:{spec.name} {spec.version}"
-        (stage / SIGNATURE).write_text(minisign.sign(raw, secret, trusted))
+    key_id = minisign.PublicKey(secret.key_id, secret.public).id_hex if secret is not None else None
     sbom.write_sbom(stage / SBOM, manifest)
     (stage / README).write_text(readme.render(manifest, key_id))
-    (stage / ENV_INFO).write_text(env_info(manifest, manifest_sha))
-    roots = [n for n in (INSTALL_SH, INSTALLER_PYZ, ENV_INFO, README, MANIFEST, SIGNATURE, SBOM)
-             if (stage / n).is_file()]
-    pack.write_sums(stage, roots + [c["name"] for c in chunks], {c["name"]: c["sha256"] for c in chunks})
+    # The signed root: every file above and every chunk, then bundle.env (which gives each of their sizes).
+    hashes = {name: sha256_file(stage / name) for name in ROOT_FILES if name != ENV_INFO}
+    hashes.update({c["name"]: c["sha256"] for c in chunks})
+    sizes = {name: (stage / name).stat().st_size for name in ROOT_FILES if name != ENV_INFO}
+    sizes.update({c["name"]: c["size"] for c in chunks})
+    order = list(ROOT_FILES) + [c["name"] for c in chunks]
+    (stage / ENV_INFO).write_text(env_info(manifest, manifest_sha, [(n, sizes[n]) for n in order if n != ENV_INFO]))
+    hashes[ENV_INFO] = sha256_file(stage / ENV_INFO)
+    sums = "".join(f"{hashes[name]}  {name}\n" for name in order).encode()
+    (stage / SUMS).write_bytes(sums)
+    if secret is not None:
+        trusted = f"timestamp:{int(time.time())} file:{SUMS} bundle:{spec.name} {spec.version}"
+        (stage / SIGNATURE).write_text(minisign.sign(sums, secret, trusted))
     return manifest
 
 
-def env_info(manifest: dict, manifest_sha: str) -> str:
-    """What install.sh needs before Python exists, one KEY=value per line (read, never sourced)."""
+def env_info(manifest: dict, manifest_sha: str, sizes: list[tuple[str, int]]) -> str:
+    """bundle.env: what install.sh needs before Python exists, in the exact line form FORMAT.md gives."""
     env = manifest["env"]
-    blob = manifest["blobs"].get(env.get("sha256"), {}) if env["mode"] == "conda" else {}
+    blob = manifest["blobs"].get(env.get("sha256") or "", {}) if env["mode"] == "conda" else {}
     info = {"FORMAT": FORMAT, "NAME": manifest["name"], "VERSION": manifest["version"],
-            "RELEASE": release_id(manifest, manifest_sha), "ENV_MODE": env["mode"],
-            "ENV_SHA256": env.get("sha256", ""), "ENV_SIZE": blob.get("size", ""),
+            "MANIFEST_SHA256": manifest_sha, "TARGET_PYTHON": manifest["target"]["python"],
+            "ENV_MODE": env["mode"], "ENV_SHA256": env.get("sha256") or "", "ENV_SIZE": blob.get("size", 0),
             "ENV_OFFSET": "" if blob.get("offset") is None else blob["offset"],
             "ENV_UNPACKED": env.get("unpacked_size", 0), "PAYLOAD_SIZE": manifest["payload_size"]}
-    return "".join(f"{k}={v}\n" for k, v in info.items())
+    return "".join(f"{k}={v}\n" for k, v in info.items()) + "".join(f"SIZE={n} {name}\n" for name, n in sizes)
 
 
 def default_secret_key() -> Path:

@@ -6,8 +6,11 @@ from pathlib import Path
 from appliance.errors import AirlockError
 
 
-def dir_size(path: Path) -> int:
-    return sum(p.lstat().st_size for p in Path(path).rglob("*"))
+def unpacked_bound(prefix: Path) -> int:
+    """What the packed env may unpack to at most (the installer enforces it): its size here plus a margin for
+    conda-pack's prefix rewriting."""
+    size = sum(p.lstat().st_size for p in Path(prefix).rglob("*"))
+    return int(size * 1.05) + (1 << 20)
 
 
 def prefix_digest(prefix: Path) -> str:

@@ -1,4 +1,4 @@
-"""Packing: content-addressed blobs in a tar stream of our own writing, cut into hashed chunks; SHA256SUMS.
+"""Packing: content-addressed blobs in a tar stream of our own writing, cut into hashed chunks.
 
 The payload is a plain ustar/pax tar whose members are `blobs/<sha256>` regular files, each unique blob once
 (the same bytes under two paths are stored once). The stream is cut into chunks of at most `max_chunk` bytes
@@ -91,14 +91,3 @@ def write_payload(writer: ChunkWriter, blobs: list[tuple[str, int, Path]], advan
             writer.write(bytes(pad))
     writer.write(bytes(2 * tarfile.BLOCKSIZE))  # end-of-archive marker
     return offsets
-
-
-def write_sums(out: Path, names: list[str], known: dict[str, str] | None = None) -> Path:
-    """SHA256SUMS in the format `sha256sum -c` reads: '<hex>  <path>' per line (known hashes are not redone)."""
-    from installer.chunks import sha256_path
-
-    known = known or {}
-    lines = [f"{known.get(name) or sha256_path(Path(out) / name)}  {name}\n" for name in names]
-    path = Path(out) / "SHA256SUMS"
-    path.write_text("".join(lines))
-    return path

@@ -105,8 +105,12 @@ class BundleSpec:
 
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", self.name):
             raise AirlockError(f"name {self.name!r}", where="spec: name", fix="letters, digits, . _ - only")
-        if not re.fullmatch(r"\d+(\.\d+)*([A-Za-z0-9.+-]*)", self.version):
-            raise AirlockError(f"version {self.version!r}", where="spec: version", fix="e.g. 1.0 or 2024.11.1")
+        from installer.format import parse_version
+
+        try:
+            parse_version(self.version)
+        except AirlockError as exc:
+            raise AirlockError(exc.message, where="spec: version", fix=exc.fix) from None
 
 
 def load_spec(path: Path) -> BundleSpec:

@@ -107,6 +107,17 @@ def gather(spec: WheelsSpec, target: Target, dest: Path) -> list[Wheel]:
     return wheels
 
 
+def unpacked_size(wheels: list[Wheel]) -> int:
+    """Bytes the wheels take once installed (their members uncompressed), for the site's free-space check."""
+    import zipfile
+
+    total = 0
+    for w in wheels:
+        with zipfile.ZipFile(w.path) as zf:
+            total += sum(info.file_size for info in zf.infolist())
+    return total
+
+
 def requirements_txt(wheels: list[Wheel]) -> str:
     """Pinned, hashed requirements for `pip install --no-index --require-hashes --find-links wheels/`."""
     lines = ["# Installed offline with: pip install --no-index --require-hashes --find-links . -r requirements.txt"]

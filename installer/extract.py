@@ -15,7 +15,8 @@ from pathlib import Path
 from appliance.errors import AirlockError
 
 from .chunks import PayloadReader
-from .format import BLOB_MEMBER, safe_relpath
+from .format import BLOB_MEMBER
+from .manifest import Manifest, safe_relpath
 
 BLOCK = 1 << 20
 
@@ -46,48 +47,37 @@ def check_member(member: tarfile.TarInfo, seen: set, blobs: dict) -> str:
     if not BLOB_MEMBER.match(name):
         _refuse("unexpected member (a bundle's payload holds only blobs/<sha256>)", name)
     sha = name.split("/", 1)[1]
-    if sha not in blobs:
+    if sha not in blobs or blobs[sha].offset is None:
         _refuse("blob not listed in the manifest (a chunk from another bundle?)", name,
                 "copy this bundle's own chunks again from the media")
-    if member.size != blobs[sha]["size"] or member.offset_data != blobs[sha]["offset"]:
+    if member.size != blobs[sha].size or member.offset_data != blobs[sha].offset:
         _refuse("size or position differs from the manifest", name, "copy the chunks again from the media")
     return sha
 
 
-def extract_blobs(bundle: Path, manifest: dict, store: Path, advance=None, on_blob=None) -> int:
-    """Fill `store` with every blob the payload carries; returns the number written (skipped ones excluded)."""
-    store.mkdir(parents=True, exist_ok=True)
-    for stale in store.glob(".*.part-*"):  # a killed run's half-written blob: never renamed, so never trusted
-        stale.unlink(missing_ok=True)
-    blobs = manifest["blobs"]
-    expected = {sha for sha, b in blobs.items() if b.get("offset") is not None}
-    if not manifest["chunks"]:
-        return 0
-    reader = PayloadReader(bundle, manifest["chunks"])
-    seen, found, written = set(), set(), 0
+def walk_payload(bundle: Path, manifest: Manifest):
+    """Yield (tar, member, sha256) for each blob member of the payload, every member checked on the way; at the
+    end, every blob the manifest places in the payload must have been seen."""
+    expected = {sha for sha, b in manifest.blobs.items() if b.offset is not None}
+    if not manifest.chunks:
+        return
+    reader = PayloadReader(bundle, manifest.chunks)
+    seen, found = set(), set()
     try:
         tar = tarfile.open(fileobj=reader, mode="r:", bufsize=BLOCK)
         while True:
             try:
                 member = tar.next()
             except tarfile.TarError as exc:
-                where = reader.chunk_at(reader.tell())["name"]
+                where = reader.chunk_at(reader.tell()).name
                 raise AirlockError(f"payload damaged near byte {reader.tell()} ({exc})", where=where,
                                    fix="copy that chunk again from the media (sha256sum -c SHA256SUMS finds it)") from None
             if member is None:
                 break
-            sha = check_member(member, seen, blobs)
-            if not sha:
-                continue
-            found.add(sha)
-            if (store / sha).is_file():
-                if advance:
-                    advance(member.size)
-                continue
-            _write_blob(tar, member, sha, store, reader, advance)
-            written += 1
-            if on_blob:
-                on_blob(sha)
+            sha = check_member(member, seen, manifest.blobs)
+            if sha:
+                found.add(sha)
+                yield tar, member, sha, reader
     except tarfile.TarError as exc:
         raise AirlockError(f"the payload is not readable ({exc})", where=str(bundle),
                            fix="copy the chunks again from the media") from None
@@ -96,23 +86,58 @@ def extract_blobs(bundle: Path, manifest: dict, store: Path, advance=None, on_bl
     if missing := expected - found:
         raise AirlockError(f"{len(missing)} blob(s) the manifest lists are not in the payload", where=str(bundle),
                            fix="the chunks do not belong to this manifest: copy the bundle again")
-    return written
 
 
-def _write_blob(tar, member, sha, store: Path, reader: PayloadReader, advance) -> None:
-    tmp = store / f".{sha}.part-{os.getpid()}"
+def extract_blobs(bundle: Path, manifest: Manifest, store: Path, advance=None, on_blob=None,
+                  written: list | None = None) -> int:
+    """Fill `store` with every blob the payload carries; returns the number written (skipped ones excluded).
+    The sha256 of each blob written is appended to `written`, so a refused install can take them back."""
+    store.mkdir(parents=True, exist_ok=True)
+    for stale in store.glob(".*.part-*"):  # a killed run's half-written blob: never renamed, so never trusted
+        stale.unlink(missing_ok=True)
+    count = 0
+    for tar, member, sha, reader in walk_payload(bundle, manifest):
+        if (store / sha).is_file():
+            if advance:
+                advance(member.size)
+            continue
+        _write_blob(tar, member, sha, store, reader, advance)
+        count += 1
+        if written is not None:
+            written.append(sha)
+        if on_blob:
+            on_blob(sha)
+    return count
+
+
+def check_payload(bundle: Path, manifest: Manifest, advance=None) -> None:
+    """What extraction would check, without writing: every member, every blob's size and sha256."""
+    for tar, member, sha, reader in walk_payload(bundle, manifest):
+        _hash_blob(tar, member, sha, reader, advance)
+
+
+def _hash_blob(tar, member, sha, reader: PayloadReader, advance, out=None) -> None:
     digest = hashlib.sha256()
     source = tar.extractfile(member)
-    with open(tmp, "wb") as out:
-        while block := source.read(BLOCK):
-            digest.update(block)
+    while block := source.read(BLOCK):
+        digest.update(block)
+        if out is not None:
             out.write(block)
-            if advance:
-                advance(len(block))
+        if advance:
+            advance(len(block))
     if digest.hexdigest() != sha:
-        tmp.unlink(missing_ok=True)
         start = member.offset_data
         names = ", ".join(reader.chunks_between(start, start + member.size))
         raise AirlockError(f"blob {sha[:16]}... has the wrong sha256: damaged chunk(s): {names}",
                            where=str(reader.bundle), fix="copy those chunks again from the media")
+
+
+def _write_blob(tar, member, sha, store: Path, reader: PayloadReader, advance) -> None:
+    tmp = store / f".{sha}.part-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as out:
+            _hash_blob(tar, member, sha, reader, advance, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, store / sha)

@@ -1,106 +1,150 @@
-"""The bundle format's names and rules, shared by the bundler (writes) and the installer (reads). See
-bundler/FORMAT.md. Only the standard library here: this module runs before any stack is installed."""
+"""The bundle format's names and line rules, shared by the bundler (writes) and the installer (reads).
+See bundler/FORMAT.md. Only the standard library here: this module runs before any stack is installed.
 
-import json
+The two small text files every stage reads, SHA256SUMS (the signed root) and bundle.env (what install.sh needs),
+have one exact pattern per line. install.sh checks them with the same patterns (grep -E on the same bytes), and
+both sides refuse any byte outside printable ASCII and '\\n', so sh's `read` and Python can never see different
+values in the same file.
+"""
+
 import re
-from pathlib import Path, PurePosixPath
 
 from appliance.errors import AirlockError
 
-FORMAT = "airlock-bundle/1"
+FORMAT = "airlock-bundle/2"
 MANIFEST = "MANIFEST.json"
-SIGNATURE = "MANIFEST.json.minisig"
-SUMS = "SHA256SUMS"
+SUMS = "SHA256SUMS"  # the signed root: '<sha256>  <name>' for every other file of the bundle
+SIGNATURE = "SHA256SUMS.minisig"
 SBOM = "sbom.cdx.json"
 README = "README.txt"
 INSTALL_SH = "install.sh"
 INSTALLER_PYZ = "airlock-installer.pyz"
-ENV_INFO = "bundle.env"  # a few key=value lines install.sh reads before any Python exists
+ENV_INFO = "bundle.env"  # what install.sh needs before any Python exists; bound to SUMS like every file
 CHUNKS_DIR = "chunks"
-KINDS = ("model", "wheel", "env", "tool", "dataset", "meta")
-BLOB_MEMBER = re.compile(r"^blobs/[0-9a-f]{64}$")
-HEX64 = re.compile(r"^[0-9a-f]{64}$")
+ROOT_FILES = (INSTALL_SH, INSTALLER_PYZ, ENV_INFO, MANIFEST, SBOM, README)  # SUMS lists these first, in this order
 DEFAULT_MAX_CHUNK = 4095 * 1024 * 1024  # under 4 GiB: FAT32's limit is 4 GiB - 1 byte, ISO 9660 the same
+
+# Size caps on what is read before it is authenticated (or to bound work on what is).
+MAX_SUMS = 1 << 20
+MAX_ENV_INFO = 1 << 20
+MAX_SIGNATURE = 4096
+MAX_MANIFEST = 64 << 20
+
+# The patterns. install.sh spells the same ones out for grep -E; tests hold the two to the same verdicts.
+HEX64 = r"[0-9a-f]{64}"
+NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+# A normalized PEP 440 version (what packaging.version prints back): no leading zeros, no '-', no upper case.
+N = r"(0|[1-9][0-9]*)"
+VERSION = (rf"([1-9][0-9]*!)?{N}(\.{N})*((a|b|rc){N})?(\.post{N})?(\.dev{N})?(\+[a-z0-9]+(\.[a-z0-9]+)*)?")
+NUMBER = r"(0|[1-9][0-9]{0,15})"
+FILE_NAME = r"(install\.sh|airlock-installer\.pyz|bundle\.env|MANIFEST\.json|sbom\.cdx\.json|README\.txt" \
+            rf"|chunks/[0-9]{{4,6}}-{HEX64}\.part)"
+SUMS_LINE = re.compile(rf"({HEX64})  {FILE_NAME}")
+ENV_KEYS = (  # bundle.env: these lines, in this order, then one 'SIZE=<bytes> <name>' per SUMS entry but itself
+    ("FORMAT", re.escape(FORMAT)),
+    ("NAME", NAME),
+    ("VERSION", VERSION),
+    ("MANIFEST_SHA256", HEX64),
+    ("TARGET_PYTHON", r"3\.[0-9]{1,2}"),
+    ("ENV_MODE", r"conda|wheelhouse|none"),
+    ("ENV_SHA256", rf"|{HEX64}"),
+    ("ENV_SIZE", NUMBER),
+    ("ENV_OFFSET", rf"|{NUMBER}"),
+    ("ENV_UNPACKED", NUMBER),
+    ("PAYLOAD_SIZE", NUMBER),
+)
+SIZE_LINE = re.compile(rf"SIZE={NUMBER} {FILE_NAME}")
+VERSION_RE = re.compile(VERSION)
+NAME_RE = re.compile(NAME)
+HEX64_RE = re.compile(HEX64)
+BLOB_MEMBER = re.compile(rf"blobs/({HEX64})")
 
 
 def chunk_name(index: int, sha256: str) -> str:
     return f"{CHUNKS_DIR}/{index:04d}-{sha256}.part"
 
 
-def safe_relpath(path: str, where: str) -> PurePosixPath:
-    """A relative POSIX path that stays inside its root: no absolute path, no '..', nothing empty or odd."""
-    if not isinstance(path, str) or not path:
-        raise AirlockError("empty path", where=where, fix="the bundle is malformed; rebuild it")
-    if path.startswith("/") or re.match(r"^[A-Za-z]:", path):
-        raise AirlockError(f"absolute path {path!r} refused", where=where, fix="a bundle may only hold relative paths")
-    if "\\" in path or "\0" in path:
-        raise AirlockError(f"path {path!r} has a backslash or NUL", where=where, fix="rebuild the bundle")
-    parts = PurePosixPath(path).parts
-    if any(p == ".." for p in parts):
-        raise AirlockError(f"path {path!r} climbs out with '..'", where=where,
-                           fix="refusing a path-traversal attempt; do not install this bundle")
-    if any(p in ("", ".") for p in path.split("/")):
-        raise AirlockError(f"path {path!r} has empty or '.' parts", where=where, fix="rebuild the bundle")
-    return PurePosixPath(path)
+def check_text(raw: bytes, where: str, *, allow_tab: bool = False) -> list[str]:
+    """The lines of a small text file that may hold only printable ASCII ('\\t' where allowed) and ends with
+    '\\n'. Anything else (CR, NUL, other controls, non-ASCII, no final newline) is refused, naming the byte."""
+    allowed = set(range(0x20, 0x7F)) | {0x0A} | ({0x09} if allow_tab else set())
+    for i, byte in enumerate(raw):
+        if byte not in allowed:
+            line = raw[:i].count(b"\n") + 1
+            raise AirlockError(f"byte 0x{byte:02x} at line {line} is not allowed (printable ASCII and newlines only)",
+                               where=where, fix="the file was altered or damaged: do not install this bundle")
+    if not raw.endswith(b"\n"):
+        raise AirlockError("the file does not end with a newline (truncated?)", where=where,
+                           fix="copy the bundle again from the media")
+    return raw[:-1].decode("ascii").split("\n")
 
 
-def load_manifest(bundle: Path) -> tuple[dict, bytes]:
-    """Read and structurally check MANIFEST.json; returns (manifest, raw bytes that the signature covers)."""
-    path = Path(bundle) / MANIFEST
-    if not path.is_file():
-        raise AirlockError("no MANIFEST.json: this is not an Airlock bundle (or it was not copied completely)",
-                           where=str(bundle), fix="copy the whole bundle directory again")
-    raw = path.read_bytes()
+def _bad_line(where: str, n: int, line: str, want: str) -> AirlockError:
+    return AirlockError(f"line {n} is not {want}: {line[:120]!r}", where=where,
+                        fix="the file was altered or damaged: do not install this bundle")
+
+
+def parse_sums(raw: bytes, where: str = SUMS) -> list[tuple[str, str]]:
+    """[(sha256, name)] in file order: the six bundle files in their fixed order, then the chunks numbered from
+    0000 in order, each named by its own sha256."""
+    if len(raw) > MAX_SUMS:
+        raise AirlockError(f"{len(raw)} bytes is too large for a checksum list", where=where, fix="do not install it")
+    entries = []
+    for n, line in enumerate(check_text(raw, where), 1):
+        match = SUMS_LINE.fullmatch(line)
+        if not match:
+            raise _bad_line(where, n, line, "'<sha256>  <bundle file>'")
+        entries.append((match[1], match[2]))
+    if tuple(name for _, name in entries[:len(ROOT_FILES)]) != ROOT_FILES:
+        raise AirlockError(f"the first lines must list {', '.join(ROOT_FILES)} in that order", where=where,
+                           fix="the file was altered or damaged: do not install this bundle")
+    for i, (sha, name) in enumerate(entries[len(ROOT_FILES):]):
+        if name != chunk_name(i, sha):
+            raise AirlockError(f"{name}: expected {chunk_name(i, sha)} (chunks are numbered in order and named by "
+                               "their sha256)", where=where, fix="the file was altered or damaged")
+    return entries
+
+
+def parse_env_info(raw: bytes, sums: list[tuple[str, str]], where: str = ENV_INFO) -> dict:
+    """bundle.env as {KEY: value} plus 'SIZE': {name: bytes} for every file SUMS lists except bundle.env."""
+    if len(raw) > MAX_ENV_INFO:
+        raise AirlockError(f"{len(raw)} bytes is too large", where=where, fix="do not install this bundle")
+    lines = check_text(raw, where)
+    info: dict = {}
+    for n, (key, pattern) in enumerate(ENV_KEYS, 1):
+        line = lines[n - 1] if n <= len(lines) else ""
+        if not re.fullmatch(f"{key}=({pattern})", line):
+            raise _bad_line(where, n, line, f"'{key}=...' in its exact form")
+        info[key] = line.split("=", 1)[1]
+    sized = [name for _, name in sums if name != ENV_INFO]
+    size_lines = lines[len(ENV_KEYS):]
+    if len(size_lines) != len(sized):
+        raise AirlockError(f"{len(size_lines)} SIZE lines for {len(sized)} files", where=where,
+                           fix="the file was altered or damaged: do not install this bundle")
+    info["SIZE"] = {}
+    for n, (line, name) in enumerate(zip(size_lines, sized), len(ENV_KEYS) + 1):
+        if not SIZE_LINE.fullmatch(line) or line.split(" ", 1)[1] != name:
+            raise _bad_line(where, n, line, f"'SIZE=<bytes> {name}'")
+        info["SIZE"][name] = int(line[len("SIZE="):].split(" ", 1)[0])
+    return info
+
+
+def release_id(name: str, version: str, manifest_sha256: str) -> str:
+    """<name>-<version>-<12 hex>: unambiguous because a normalized version has no '-'."""
+    return f"{name}-{version}-{manifest_sha256[:12]}"
+
+
+def parse_version(version: str):
+    """A PEP 440 Version (packaging's; pip's vendored copy in a bare venv), for rollback protection."""
     try:
-        manifest = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise AirlockError(f"MANIFEST.json is not valid JSON: {exc}", where=str(path),
-                           fix="the file is damaged; copy it again from the media") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise AirlockError(f"unknown bundle format {manifest.get('format') if isinstance(manifest, dict) else None!r}",
-                           where=str(path), fix=f"this installer reads {FORMAT}; use the matching Airlock version")
-    check_manifest(manifest, str(path))
-    return manifest, raw
-
-
-def check_manifest(m: dict, where: str) -> None:
-    """Every path safe and unique, every file backed by a known blob, chunks contiguous. Cheap; runs first."""
-    for key in ("name", "version", "files", "blobs", "chunks"):
-        if key not in m:
-            raise AirlockError(f"manifest has no '{key}'", where=where, fix="rebuild the bundle")
-    seen = set()
-    for i, f in enumerate(m["files"]):
-        at = f"{where}: files[{i}]"
-        rel = str(safe_relpath(f.get("path"), at))
-        if rel in seen:
-            raise AirlockError(f"duplicate path {rel!r}", where=at, fix="refusing a bundle that names a file twice")
-        seen.add(rel)
-        if f.get("kind") not in KINDS:
-            raise AirlockError(f"unknown kind {f.get('kind')!r}", where=at, fix=f"one of {', '.join(KINDS)}")
-        if f.get("type", "file") != "file":
-            raise AirlockError(f"{rel}: entry type {f.get('type')!r} refused (only regular files)", where=at,
-                               fix="bundles carry regular files only: no symlinks, hardlinks or devices")
-        blob = m["blobs"].get(f.get("sha256"))
-        if blob is None or blob.get("size") != f.get("size"):
-            raise AirlockError(f"{rel}: no blob of matching sha256 and size", where=at, fix="rebuild the bundle")
-    offset = 0
-    for i, c in enumerate(m["chunks"]):
-        if c.get("offset") != offset or c.get("name") != chunk_name(i, c.get("sha256", "")):
-            raise AirlockError(f"chunk {i} is out of order or misnamed", where=where, fix="rebuild the bundle")
-        offset += c["size"]
-    if offset != m.get("payload_size", offset):
-        raise AirlockError("chunk sizes do not add up to the payload size", where=where, fix="rebuild the bundle")
-
-
-def release_id(manifest: dict, manifest_sha256: str) -> str:
-    name = re.sub(r"[^A-Za-z0-9._-]", "_", f"{manifest['name']}-{manifest['version']}")
-    return f"{name}-{manifest_sha256[:12]}"
-
-
-def version_key(version: str) -> tuple:
-    """Order versions like 1.2 < 1.10 < 2.0rc1 < 2.0 without third-party code (runs before the stack exists)."""
-    parts = []
-    for piece in re.findall(r"\d+|[A-Za-z]+", str(version)):
-        parts.append((1, int(piece), "") if piece.isdigit() else (0, 0, piece.lower()))
-    # pad with a zero number: 2.0 == 2.0.0 < 2.0.1, and a tag (2.0rc1) sorts before the release (2.0)
-    return tuple(parts) + ((1, 0, ""),)
+        from packaging.version import InvalidVersion, Version
+    except ImportError:  # a fresh venv has pip, and pip carries packaging
+        from pip._vendor.packaging.version import InvalidVersion, Version
+    try:
+        parsed = Version(version)
+    except InvalidVersion:
+        parsed = None
+    if parsed is None or str(parsed) != version or not VERSION_RE.fullmatch(version):
+        hint = f"write it as {str(parsed)!r}" if parsed is not None else "e.g. 1.0, 2.0.post1, 2024.11.1"
+        raise AirlockError(f"version {version!r} is not a normalized PEP 440 version", where="version", fix=hint)
+    return parsed

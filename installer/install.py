@@ -1,33 +1,37 @@
 """install_bundle(): verify, then install a bundle into an Airlock home at the site, atomically and resumably.
 
-    sh install.sh --target DIR ...        (stage 1 unpacks the env, then runs this with the env's Python)
+    sh install.sh --target DIR ...        (stage 1 checks everything, makes the env, then runs this with its Python)
     airlock bundle install BUNDLE --target DIR [--trusted-key KEY]
 
-Order: signature (fails closed) -> SHA256SUMS/bundle.env agree with the signed manifest -> rollback and delta
-checks -> chunks present and whole -> free space -> one pass over the payload into the content-addressed store
-(hash while extracting) -> the release tree built in staging and renamed into place -> wheels into the env ->
-models into the HF cache -> smoke test -> commit: current/<name> switched in one rename, audit log entry.
+Order: the trust chain up to the typed manifest (installer.verify.authenticate) -> rollback, delta and pickle
+rules -> every chunk's size and sha256 -> free space -> one pass over the payload into the content-addressed
+store (hashed again while extracting) -> the release tree built in staging -> the env (wheels installed offline
+with hashes from the manifest) -> models into the HF cache (hard links, no second copy) -> smoke test -> commit:
+the release renamed into place, current/<name> switched in one rename, bin/airlock written, audit log entry.
 
-Layout of the target (an Airlock home): store/<sha256> (blobs), envs/<release>/ (the env), releases/<release>/
-{files/, MANIFEST.json, .complete}, current/<name> -> ../releases/<release>, hf-cache/, tools/llama.cpp-<v> ->
-the release's converter, registry/audit.jsonl. Until current/<name> switches, nothing refers to the new release;
-a killed run leaves only unreferenced or content-addressed pieces that a rerun reuses.
+Until current/<name> switches, nothing refers to the new release. A refusal (any AirlockError) takes back what
+this run added: blobs it wrote, its staging tree, model snapshots and the env it made; a killed run leaves only
+unreferenced or content-addressed pieces that a rerun reuses.
+
+Layout of the target (an Airlock home): store/<sha256>, envs/<release>/, releases/<release>/{files/, env,
+MANIFEST.json, SHA256SUMS(.minisig), .complete}, current/<name> and previous/<name> -> ../releases/<release>,
+bin/airlock, hf-cache/, tools/llama.cpp-<v> -> the release's converter, registry/audit.jsonl.
 """
 
 import contextlib
 import hashlib
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
-from appliance.atomic import staged_dir
 from appliance.errors import AirlockError
 
 from . import delta, envsetup, rollback, verify
-from .chunks import check_chunks, describe_problems
 from .extract import extract_blobs
-from .format import SIGNATURE, load_manifest, release_id
+from .chunks import read_regular
+from .format import INSTALL_SH
+from .layout import Layout
+from .manifest import Manifest
 from .progress import bar, step
 
 
@@ -45,180 +49,190 @@ def airlock_home(target: Path):
             os.environ["AIRLOCK_HOME"] = old
 
 
+class Undo:
+    """What this run added, taken back in reverse order if the install is refused."""
+
+    def __init__(self):
+        self.actions = []
+
+    def add(self, action) -> None:
+        self.actions.append(action)
+
+    def run(self) -> None:
+        for action in reversed(self.actions):
+            with contextlib.suppress(OSError):
+                action()
+
+
 def install_bundle(bundle: Path, target: Path, trusted_key: Path | None = None, *, env_dir: Path | None = None,
-                   insecure_no_signature: bool = False, allow_downgrade: bool = False, smoke: bool = True) -> dict:
+                   python: Path | None = None, insecure_no_signature: bool = False, allow_downgrade: bool = False,
+                   allow_pickle: bool = False, smoke: bool = True, contents_checked: bool = False,
+                   checked_by: str | None = None) -> dict:
     """Install `bundle` into `target`; returns {release, path, key_id, ...}. Raises AirlockError, leaving the
-    previous state untouched, on any refusal."""
-    bundle, target = Path(bundle).resolve(), Path(target).resolve()
+    previous state untouched, on any refusal. `contents_checked`: install.sh already hashed every file."""
+    bundle, target = Path(bundle).absolute(), Path(target).resolve()
     target.mkdir(parents=True, exist_ok=True)
     with airlock_home(target):
         from appliance.registry import audit
 
-        manifest, raw = load_manifest(bundle)
-        msha = hashlib.sha256(raw).hexdigest()
-        rid = release_id(manifest, msha)
         key_path = verify.trusted_key_path(trusted_key, target)
         try:
-            key_id = verify.check_signature(bundle, raw, key_path, insecure_no_signature)
+            auth = verify.authenticate(bundle, key_path, insecure_no_signature=insecure_no_signature)
         except AirlockError as exc:
-            audit("bundle-refused", bundle=str(bundle), name=manifest["name"], version=manifest["version"],
-                  reason=exc.message)
+            audit("bundle-refused", bundle=str(bundle), reason=exc.message, where=exc.where)
             raise
-        if key_id is None:
-            step("WARNING: signature NOT verified (--insecure-no-signature); recorded in the audit log")
+        m = auth.manifest
+        if auth.key_id is None:
+            step(f"WARNING: signature NOT verified ({auth.signature_problem}); --insecure-no-signature is recorded "
+                 "in the audit log")
         else:
-            step(f"signature OK (key {key_id})")
-        verify.check_consistency(bundle, manifest, msha)
-        release = target / "releases" / rid
-        if _is_current(target, manifest["name"], rid):
-            step(f"{manifest['name']} {manifest['version']} is already installed ({release})")
-            _audit_install(audit, manifest, msha, rid, key_id, key_path, bundle, once=True)
-            return {"release": rid, "path": str(release), "key_id": key_id, "already": True}
-        downgrade_from = rollback.check(target, manifest, allow_downgrade)
-        delta.check(target, manifest)
-        problems = describe_problems(check_chunks(bundle, manifest["chunks"], full=False))
-        if problems:
-            raise AirlockError("chunks missing or truncated:\n" + problems, where=str(bundle),
-                               fix="copy ONLY the chunks named above again from the media, then rerun")
-        _check_space(target, manifest)
-
-        store = target / "store"
-        todo = sum(b["size"] for b in manifest["blobs"].values() if b.get("offset") is not None)
-        step(f"extracting {todo / 2**20:.1f} MiB into the store (hash-checked)")
-        with bar("extract + verify", todo) as advance:
-            extract_blobs(bundle, manifest, store, advance,
-                          on_blob=lambda sha: step(f"blob {sha[:16]} stored"))
-        _build_release(bundle, manifest, msha, store, release)
-        step(f"release staged: {release}")
-
-        env = _env(manifest, target, rid, store, env_dir)
-        if manifest.get("wheels"):
-            step("installing wheels offline (pip --no-index --require-hashes)")
-            envsetup.pip_install(envsetup.python_of(env), release / "files" / "wheels")
-        _install_models(manifest, release, target)
-        if smoke:
-            _smoke(manifest, target, envsetup.python_of(env))
-        _commit(target, manifest, rid, release)
-        step(f"committed: current/{manifest['name']} -> releases/{rid}")
-        _audit_install(audit, manifest, msha, rid, key_id, key_path, bundle, downgrade_from=downgrade_from)
-        from appliance.registry import record
-
-        record("bundle", f"bundle:{manifest['name']}@{manifest['version']}", release, manifest_sha256=msha,
-               models=[m["repo_id"] for m in manifest.get("models", [])])
-        return {"release": rid, "path": str(release), "key_id": key_id, "env": str(env) if env else None,
-                "already": False}
+            step(f"signature OK (key {auth.key_id}{', checked first by ' + checked_by if checked_by else ''})")
+        facts = {"key_path": key_path, "checked_by": checked_by}
+        undo = Undo()
+        try:
+            return _install(auth, Layout(target), env_dir, python, allow_downgrade, allow_pickle, smoke,
+                            contents_checked, facts, undo)
+        except AirlockError as exc:
+            undo.run()
+            audit("bundle-refused", bundle=str(bundle), name=m.name, version=m.version, manifest_sha256=m.sha256,
+                  reason=exc.message, where=exc.where)
+            raise
+        except BaseException:  # an interrupt: keep what a rerun can reuse, drop what it cannot
+            undo.run()
+            raise
 
 
-def _is_current(target: Path, name: str, rid: str) -> bool:
-    link = target / "current" / name
-    return link.is_symlink() and os.readlink(link).endswith(f"/{rid}") and (link / ".complete").is_file()
+def _install(auth: verify.Authenticated, lay: Layout, env_dir, python, allow_downgrade, allow_pickle, smoke,
+             contents_checked, facts, undo: Undo) -> dict:
+    from appliance.registry import record
+
+    m = auth.manifest
+    release = lay.release(m.release)
+    if lay.is_current(m.name, m.release):
+        step(f"{m.name} {m.version} is already installed ({release})")
+        _audit_install(auth, facts, once=True)
+        return {"release": m.release, "path": str(release), "key_id": auth.key_id, "already": True,
+                "env": str(lay.env(m.release)) if m.env.mode != "none" else None}
+    downgrade_from = rollback.check(lay.root, m, allow_downgrade)
+    delta.check(lay.root, m)
+    _check_pickle(m, allow_pickle)
+    if not contents_checked:
+        step("checking every chunk and file (size and sha256)")
+        with bar("verify", m.payload_size) as advance:
+            verify.check_contents(auth, advance=advance)
+    _check_space(lay.root, m)
+
+    written: list[str] = []
+    undo.add(lambda: [lay.drop_blob(sha) for sha in written])
+    step(f"extracting {m.packed_size() / 2**20:.1f} MiB into the store (hash-checked)")
+    with bar("extract + verify", m.packed_size()) as advance:
+        extract_blobs(auth.bundle, m, lay.store, advance, written=written)
+    stage = lay.stage_release(m.release)
+    undo.add(lambda: shutil.rmtree(stage, ignore_errors=True))
+    _build_release(auth, lay, stage)
+    env = _env(m, lay, env_dir, python, undo)
+    if m.wheels:
+        step("installing wheels offline (pip --no-index --require-hashes, hashes from the signed manifest)")
+        envsetup.pip_install(envsetup.python_of(env), stage / "files" / "wheels", m.wheels)
+    _install_models(m, stage, lay, undo)
+    if smoke:
+        from .smoke import smoke_test
+
+        smoke_test(m, lay, envsetup.python_of(env), stage / "files")
+    lay.commit(m, stage, env)
+    step(f"committed: current/{m.name} -> releases/{m.release}")
+    _audit_install(auth, facts, downgrade_from=downgrade_from)
+    record("bundle", f"bundle:{m.name}@{m.version}", release, manifest_sha256=m.sha256,
+           models=[x.repo_id for x in m.models])
+    result = {"release": m.release, "path": str(release), "key_id": auth.key_id, "env": str(env) if env else None,
+              "already": False}
+    if m.appliance:
+        result["airlock"] = str(lay.wrapper)
+        step(f"Airlock {m.appliance.version} is installed. To use it: export PATH=\"{lay.wrapper.parent}:$PATH\"  "
+             f"(then: airlock tui)")
+    return result
 
 
-def _check_space(target: Path, manifest: dict) -> None:
-    need = sum(b["size"] for b in manifest["blobs"].values() if b.get("offset") is not None)
-    need = int(need * 2.1)  # store + release tree copies of models (HF cache) with a margin
+def _check_pickle(m: Manifest, allow_pickle: bool) -> None:
+    pickled = [f"{x.repo_id}: {', '.join(x.pickle_weights)}" for x in m.models if x.pickle_weights]
+    if pickled and not allow_pickle:
+        raise AirlockError(f"pickle weights (can run code when loaded): {'; '.join(pickled)}", where="models",
+                           fix="refused by default; if the site accepts them, rerun with --allow-pickle (logged)")
+
+
+def _check_space(target: Path, m: Manifest) -> None:
+    # store + unpacked env (its size is signed) + a margin; the release tree and the HF cache are hard links
+    need = int((m.packed_size() + m.env.unpacked_size) * 1.1)
     free = shutil.disk_usage(target).free
     if free < need:
         raise AirlockError(f"not enough free space: need about {need / 2**30:.1f} GiB, have {free / 2**30:.1f} GiB",
                            where=str(target), fix="free some space or install to another --target")
 
 
-def _build_release(bundle: Path, manifest: dict, msha: str, store: Path, release: Path) -> None:
-    """releases/<rid>/files/<path> linked from the store, built in staging and renamed into place at once."""
-    if (release / ".complete").is_file():
-        return
-    for stale in release.parent.glob(f".{release.name}.staging-*"):  # left by a killed run
-        shutil.rmtree(stale, ignore_errors=True)
-    with staged_dir(release) as stage:
-        for f in manifest["files"]:
-            dst = stage / "files" / f["path"]
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            src = store / f["sha256"]
-            try:
-                os.link(src, dst)
-            except OSError:
-                shutil.copyfile(src, dst)
-        shutil.copyfile(bundle / "MANIFEST.json", stage / "MANIFEST.json")
-        if (bundle / SIGNATURE).is_file():
-            shutil.copyfile(bundle / SIGNATURE, stage / SIGNATURE)
-        (stage / ".complete").write_text(msha + "\n")
+def _build_release(auth: verify.Authenticated, lay: Layout, stage: Path) -> None:
+    """releases/<rid>/files/<path> hard-linked from the store, the verified signed root for later audits, and
+    install.sh (checked against the signed list) so the next bundle can be installed by a trusted copy."""
+    for f in auth.manifest.files:
+        dst = stage / "files" / f.path
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        src = lay.store / f.sha256
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copyfile(src, dst)
+    for name, data in auth.raw.items():
+        if data is not None:
+            (stage / name).write_bytes(data)
+    script = read_regular(auth.bundle / INSTALL_SH, str(auth.bundle / INSTALL_SH), 1 << 20)
+    if hashlib.sha256(script).hexdigest() != dict((n, s) for s, n in auth.sums)[INSTALL_SH]:
+        raise AirlockError(f"{INSTALL_SH} differs from the signed SHA256SUMS", where=str(auth.bundle),
+                           fix=verify.TAMPERED)
+    (stage / INSTALL_SH).write_bytes(script)
 
 
-def _env(manifest: dict, target: Path, rid: str, store: Path, env_dir: Path | None) -> Path | None:
-    mode = manifest["env"]["mode"]
+def _env(m: Manifest, lay: Layout, env_dir: Path | None, python: Path | None, undo: Undo) -> Path | None:
     if env_dir:
         return Path(env_dir)
-    if mode == "conda":
+    if m.env.mode == "none":
+        return None
+    final = lay.env(m.release)
+    if (final / envsetup.READY).is_file():
+        return final
+    if not final.parent.is_dir():
+        final.parent.mkdir(parents=True)
+        undo.add(final.parent.rmdir)  # runs last: only when empty again
+    undo.add(lambda: shutil.rmtree(final, ignore_errors=True))
+    if m.env.mode == "conda":
         step("unpacking the conda env (conda-unpack)")
-        return envsetup.unpack_conda(store / manifest["env"]["sha256"], target / "envs" / rid)
-    if mode == "wheelhouse":
-        raise AirlockError("a wheelhouse bundle needs a venv made by install.sh", where="install",
-                           fix="run `sh install.sh` from the bundle directory")
-    return None
+        return envsetup.unpack_conda(lay.store / m.env.sha256, final, m.env.unpacked_size)
+    step("making the venv for the wheelhouse")
+    return envsetup.make_venv(python, final)
 
 
-def _install_models(manifest: dict, release: Path, target: Path) -> None:
+def _install_models(m: Manifest, stage: Path, lay: Layout, undo: Undo) -> None:
     from appliance.hfcache import install_snapshot, repo_folder
 
-    for m in manifest.get("models", []):
-        # a killed run may have left install_snapshot's staging dir (named by its pid): clear it first
-        for stale in (repo_folder(m["repo_id"], target / "hf-cache") / "snapshots").glob(f".staging-{m['revision']}-*"):
+    for x in m.models:
+        folder = repo_folder(x.repo_id, lay.hf_cache)
+        for stale in (folder / "snapshots").glob(f".staging-{x.revision}-*"):  # left by a killed run
             shutil.rmtree(stale, ignore_errors=True)
-        step(f"model {m['repo_id']}@{m['revision'][:12]} -> HF cache")
-        install_snapshot(release / "files" / m["prefix"], m["repo_id"], m["revision"], cache=target / "hf-cache")
+        if not (folder / "snapshots" / x.revision).is_dir():
+            undo.add(lambda snap=folder / "snapshots" / x.revision: shutil.rmtree(snap, ignore_errors=True))
+        step(f"model {x.repo_id}@{x.revision[:12]} -> HF cache")
+        install_snapshot(stage / "files" / x.prefix, x.repo_id, x.revision, cache=lay.hf_cache, link=True)
 
 
-SMOKE = """
-import sys
-import appliance.offline as o
-o.enforce_offline()
-import safetensors, tokenizers, transformers
-from transformers import AutoTokenizer
-for repo in sys.argv[1:]:
-    tok = AutoTokenizer.from_pretrained(repo)
-    assert len(tok("smoke test")["input_ids"]) > 0
-print("smoke ok:", transformers.__version__, *sys.argv[1:])
-"""
+def _audit_install(auth: verify.Authenticated, facts: dict, once: bool = False, downgrade_from=None) -> None:
+    from appliance.registry import audit, audit_log
 
-
-def _smoke(manifest: dict, target: Path, python: Path) -> None:
-    """Import the stack and load each model's tokenizer offline, in the env that will run the appliance."""
-    from appliance.offline import offline_env
-
-    repos = [m["repo_id"] for m in manifest.get("models", [])]
-    step("smoke test: import the stack, load tokenizers offline")
-    env = offline_env()
-    env.update(AIRLOCK_HOME=str(target), HF_HUB_CACHE=str(target / "hf-cache"), HF_HOME=str(target / "hf-home"))
-    pkg_root = Path(__file__).resolve().parents[1]  # so `appliance` imports from the pyz or the checkout
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(pkg_root), env.get("PYTHONPATH")]))
-    run = subprocess.run([str(python), "-c", SMOKE, *repos], capture_output=True, text=True, env=env)
-    if run.returncode != 0:
-        raise AirlockError(f"smoke test failed:\n{(run.stderr or run.stdout)[-1500:]}", where="smoke test",
-                           fix="the env lacks the stack or a model does not load; nothing was committed")
-    step(run.stdout.strip())
-
-
-def _swap_symlink(link: Path, points_to: str) -> None:
-    link.parent.mkdir(parents=True, exist_ok=True)
-    tmp = link.with_name(f".{link.name}.new-{os.getpid()}")
-    tmp.unlink(missing_ok=True)
-    tmp.symlink_to(points_to)
-    os.replace(tmp, link)
-
-
-def _commit(target: Path, manifest: dict, rid: str, release: Path) -> None:
-    for name, facts in manifest.get("tools", {}).items():
-        if facts.get("dir") and (release / "files" / "tools" / facts["dir"]).is_dir():
-            _swap_symlink(target / "tools" / facts["dir"], f"../releases/{rid}/files/tools/{facts['dir']}")
-    _swap_symlink(target / "current" / manifest["name"], f"../releases/{rid}")  # the commit point
-
-
-def _audit_install(audit, manifest, msha, rid, key_id, key_path, bundle, once=False, downgrade_from=None):
-    from appliance.registry import audit_log
-
-    if once and any(e.get("action") == "bundle-install" and e.get("manifest_sha256") == msha for e in audit_log()):
+    m = auth.manifest
+    if once and any(e.get("action") == "bundle-install" and e.get("manifest_sha256") == m.sha256
+                    for e in audit_log()):
         return
-    audit("bundle-install", name=manifest["name"], version=manifest["version"], manifest_sha256=msha,
-          release=rid, bundle=str(bundle), verified_by_key=key_id, trusted_key=str(Path(key_path).resolve()) if key_path else None,
-          insecure_no_signature=key_id is None, downgrade_from=downgrade_from,
-          delta_base=(manifest.get("base") or {}).get("version"))
+    key_path = facts["key_path"]
+    audit("bundle-install", name=m.name, version=m.version, manifest_sha256=m.sha256, release=m.release,
+          bundle=str(auth.bundle), verified_by_key=auth.key_id, signature_checked_by=facts["checked_by"],
+          trusted_key=str(Path(key_path).resolve()) if key_path else None,
+          insecure_no_signature=auth.key_id is None, signature_problem=auth.signature_problem,
+          downgrade_from=downgrade_from, delta_base=m.base.version if m.base else None,
+          pickle_weights=[x.repo_id for x in m.models if x.pickle_weights])

@@ -1,4 +1,5 @@
-"""minisign's file formats (public key, secret key, signature), with Ed25519 from `cryptography`.
+"""minisign's file formats (public key, secret key, signature), with Ed25519 from `cryptography` (or, in a bare
+venv, installer.ed25519 for verification).
 
 Signatures use minisign's prehashed algorithm "ED": Ed25519 over BLAKE2b-512(file), followed by a trusted comment
 and a global signature over (signature || trusted comment), so stock `minisign -Vm FILE -p KEY` verifies them.
@@ -15,6 +16,7 @@ Formats (base64 payloads on the second line of each file, after an "untrusted co
 import base64
 import hashlib
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,37 +118,59 @@ def sign(data: bytes, key: SecretKey, trusted_comment: str | None = None) -> str
             f"{base64.b64encode(global_sig).decode()}\n")
 
 
-def verify(data: bytes, signature_text: str, key: PublicKey, where: str = "signature") -> str:
-    """Check a .minisig against `data` and `key`; returns the trusted comment. Raises AirlockError otherwise."""
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+SIGNATURE_LINES = (  # a .minisig, line by line; install.sh checks the same patterns with grep -E
+    re.compile(r"untrusted comment: [\t -~]{0,1024}"),
+    re.compile(r"[A-Za-z0-9+/]{99}="),  # base64 of "ED" | key id (8) | signature (64)
+    re.compile(r"trusted comment: [\t -~]{0,1024}"),
+    re.compile(r"[A-Za-z0-9+/]{86}=="),  # base64 of the global signature (64)
+)
 
-    lines = signature_text.splitlines()
+
+def parse_signature(raw: bytes, where: str = "signature") -> tuple[bytes, bytes, bytes, str, bytes]:
+    """(algorithm, key id, signature, trusted comment, global signature) of a .minisig, checked line by line."""
+    from .format import MAX_SIGNATURE, check_text
+
+    if len(raw) > MAX_SIGNATURE:
+        raise AirlockError("the signature file is too large", where=where, fix="copy the bundle again")
+    lines = check_text(raw, where, allow_tab=True)
+    if len(lines) != 4 or not all(p.fullmatch(line) for p, line in zip(SIGNATURE_LINES, lines)):
+        raise AirlockError("the signature file is malformed (four lines: untrusted comment, signature, trusted "
+                           "comment, global signature)", where=where, fix="copy the bundle again")
+    blob = base64.b64decode(lines[1], validate=True)
+    return blob[:2], blob[2:10], blob[10:], lines[2][len("trusted comment: "):], \
+        base64.b64decode(lines[3], validate=True)
+
+
+def _ed25519_verify(public: bytes, signature: bytes, message: bytes) -> bool:
+    """`cryptography` where the env has it; the standard-library implementation in a bare venv."""
     try:
-        blob = base64.b64decode(lines[1].strip(), validate=True)
-        trusted_line, global_sig = lines[2], base64.b64decode(lines[3].strip(), validate=True)
-    except (IndexError, ValueError):
-        raise AirlockError("the signature file is malformed", where=where, fix="copy the bundle again") from None
-    if len(blob) != 74 or not trusted_line.startswith("trusted comment: ") or len(global_sig) != 64:
-        raise AirlockError("the signature file is malformed", where=where, fix="copy the bundle again")
-    algorithm, key_id, signature = blob[:2], blob[2:10], blob[10:]
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    except ImportError:
+        from .ed25519 import verify
+
+        return verify(public, signature, message)
+    try:
+        Ed25519PublicKey.from_public_bytes(public).verify(signature, message)
+        return True
+    except InvalidSignature:
+        return False
+
+
+def verify(data: bytes, signature_raw: bytes, key: PublicKey, where: str = "signature") -> str:
+    """Check a .minisig (prehashed "ED" only) against `data` and `key`; returns the trusted comment."""
+    algorithm, key_id, signature, trusted, global_sig = parse_signature(signature_raw, where)
+    if algorithm != b"ED":
+        raise AirlockError(f"signature algorithm {algorithm!r} refused (only minisign's prehashed 'ED')",
+                           where=where, fix="sign with `airlock bundle create` or a current minisign")
     if key_id != key.key_id:
         raise AirlockError(
             f"signed by key {int.from_bytes(key_id, 'little'):016X}, but the trusted key is {key.id_hex}",
             where=where, fix="this bundle was not signed by your site's trusted key: do not install it "
             "(or configure the right trusted public key)")
-    if algorithm == b"ED":
-        message = hashlib.blake2b(data, digest_size=64).digest()
-    elif algorithm == b"Ed":
-        message = data
-    else:
-        raise AirlockError(f"unknown signature algorithm {algorithm!r}", where=where, fix="copy the bundle again")
-    public = Ed25519PublicKey.from_public_bytes(key.raw)
-    trusted = trusted_line[len("trusted comment: "):]
-    try:
-        public.verify(signature, message)
-        public.verify(global_sig, signature + trusted.encode())
-    except InvalidSignature:
-        raise AirlockError("BAD signature: the manifest was changed after signing, or the signature is forged",
-                           where=where, fix="do not install this bundle; get an intact copy from the builder") from None
+    message = hashlib.blake2b(data, digest_size=64).digest()
+    if not (_ed25519_verify(key.raw, signature, message)
+            and _ed25519_verify(key.raw, global_sig, signature + trusted.encode())):
+        raise AirlockError("BAD signature: SHA256SUMS was changed after signing, or the signature is forged",
+                           where=where, fix="do not install this bundle; get an intact copy from the builder")
     return trusted

@@ -1,29 +1,53 @@
-"""Rollback protection: an older version of an installed bundle is refused unless --allow-downgrade."""
+"""Versions over time: rollback protection (an older version of an installed bundle is refused unless
+--allow-downgrade; PEP 440 order, so 2.0.post1 is newer than 2.0) and `airlock bundle rollback`, which makes the
+previously current release current again.
 
-import json
+    airlock bundle rollback [NAME] [--target DIR]
+"""
+
 from pathlib import Path
 
 from appliance.errors import AirlockError
 
-from .format import version_key
+from .format import parse_version
+from .layout import Layout
+from .manifest import Manifest
 
 
-def current(target: Path, name: str) -> dict | None:
-    """The manifest of the release `name` that is current at `target`, or None."""
-    manifest = Path(target) / "current" / name / "MANIFEST.json"
-    return json.loads(manifest.read_text()) if manifest.is_file() else None
-
-
-def check(target: Path, manifest: dict, allow_downgrade: bool) -> str | None:
+def check(target: Path, manifest: Manifest, allow_downgrade: bool) -> str | None:
     """None when fine; the installed version when this is a (permitted) downgrade."""
-    installed = current(target, manifest["name"])
-    if installed is None:
+    lay = Layout(target)
+    rid = lay.release_of("current", manifest.name)
+    if rid is None:
         return None
-    if version_key(manifest["version"]) < version_key(installed["version"]):
+    installed = lay.manifest_of(rid)["version"]
+    if parse_version(manifest.version) < parse_version(installed):
         if not allow_downgrade:
-            raise AirlockError(
-                f"{manifest['name']} {manifest['version']} is older than the installed {installed['version']}",
-                where="rollback protection",
-                fix="refused to roll back; if you mean it, rerun with --allow-downgrade (recorded in the audit log)")
-        return installed["version"]
+            raise AirlockError(f"{manifest.name} {manifest.version} is older than the installed {installed}",
+                               where="rollback protection",
+                               fix="refused to roll back; if you mean it, rerun with --allow-downgrade (recorded in "
+                               "the audit log), or use `airlock bundle rollback` to return to the previous release")
+        return installed
     return None
+
+
+def roll_back(target: Path, name: str | None = None) -> dict:
+    """Make previous/<name> current again (and the current one previous). Returns {name, from, to}."""
+    lay = Layout(Path(target))
+    names = sorted(p.name for p in (lay.root / "previous").iterdir()) if (lay.root / "previous").is_dir() else []
+    if name is None:
+        if len(names) != 1:
+            raise AirlockError("say which bundle to roll back" if names else "nothing to roll back to",
+                               where=str(lay.root), fix=f"one of: {', '.join(names)}" if names else
+                               "a rollback needs an earlier release installed in this home")
+        name = names[0]
+    old, new = lay.release_of("previous", name), lay.release_of("current", name)
+    if old is None or new is None:
+        raise AirlockError(f"no complete previous release of {name!r}", where=str(lay.root),
+                           fix="a rollback needs an earlier release installed in this home")
+    manifest = lay.manifest_of(old)
+    lay.switch(name, old, appliance=manifest.get("appliance") is not None)
+    from appliance.registry import audit
+
+    audit("bundle-rollback", name=name, release=old, version=manifest["version"], replaced=new)
+    return {"name": name, "from": new, "to": old, "version": manifest["version"]}

@@ -18,7 +18,7 @@ from bundle_fixtures import build, good_bundle, kit  # noqa: F401 (fixtures)
 def test_layout_chunks_and_dedupe(good_bundle, kit):
     m = json.loads((good_bundle / "MANIFEST.json").read_text())
     names = {p.name for p in good_bundle.iterdir()}
-    assert {"install.sh", "README.txt", "MANIFEST.json", "MANIFEST.json.minisig", "SHA256SUMS", "sbom.cdx.json",
+    assert {"install.sh", "README.txt", "MANIFEST.json", "SHA256SUMS.minisig", "SHA256SUMS", "sbom.cdx.json",
             "airlock-installer.pyz", "bundle.env", "chunks"} <= names
     assert len(m["chunks"]) > 1 and all(c["size"] <= 256 * 1024 for c in m["chunks"])
     assert sum(c["size"] for c in m["chunks"]) == m["payload_size"]
@@ -33,11 +33,15 @@ def test_layout_chunks_and_dedupe(good_bundle, kit):
 
 
 def test_sha256sum_and_minisign_accept_the_bundle(good_bundle, kit):
-    ok = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=good_bundle, capture_output=True, text=True)
+    ok = subprocess.run(["sha256sum", "-c", "--strict", "SHA256SUMS"], cwd=good_bundle, capture_output=True,
+                        text=True)
     assert ok.returncode == 0, ok.stdout + ok.stderr
+    listed = {line.split("  ", 1)[1] for line in (good_bundle / "SHA256SUMS").read_text().splitlines()}
+    on_disk = {str(p.relative_to(good_bundle)) for p in good_bundle.rglob("*") if p.is_file()}
+    assert on_disk - listed == {"SHA256SUMS", "SHA256SUMS.minisig"}, "the signed list covers every other file"
     if not shutil.which("minisign"):
         pytest.skip("minisign is not installed (apt-get install minisign)")
-    v = subprocess.run(["minisign", "-Vm", "MANIFEST.json", "-p", str(kit["public"])], cwd=good_bundle,
+    v = subprocess.run(["minisign", "-Vm", "SHA256SUMS", "-p", str(kit["public"])], cwd=good_bundle,
                        capture_output=True, text=True)
     assert v.returncode == 0 and "Signature and comment signature verified" in v.stdout, v.stdout + v.stderr
 
@@ -52,7 +56,8 @@ def test_sbom_and_readme(good_bundle):
     assert model["name"] == "airlock-test/tiny-llama" and len(model["version"]) == 40
     assert model["licenses"][0]["license"]["name"] == "apache-2.0" and model["hashes"]
     readme = (good_bundle / "README.txt").read_text()
-    assert "sha256sum -c SHA256SUMS" in readme and "sh install.sh" in readme and "airlock-test/tiny-llama" in readme
+    assert "sha256sum -c --strict SHA256SUMS" in readme and "minisign -Vm SHA256SUMS" in readme
+    assert "sh install.sh" in readme and "airlock-test/tiny-llama" in readme
 
 
 def test_rebuild_leaves_no_stale_parts(kit, tmp_path):
@@ -86,7 +91,7 @@ def test_pickle_weights_refused_unless_allowed(kit, tmp_path, tiny_model):
     spec["models"][0]["allow_pickle"] = True
     m = json.loads((build(spec, tmp_path / "out", kit["secret"]) / "MANIFEST.json").read_text())
     assert m["models"][0]["pickle_weights"] == ["pytorch_model.bin"]
-    assert "PICKLE WEIGHTS ALLOWED" in (tmp_path / "out" / "README.txt").read_text()
+    assert "PICKLE WEIGHTS (install needs --allow-pickle)" in (tmp_path / "out" / "README.txt").read_text()
 
 
 def test_remote_code_refused_and_extra_files_skipped(kit, tmp_path, tiny_model):

@@ -2,6 +2,7 @@
 recorded, then an offline `pip install --no-index --require-hashes` in a fresh venv inside `unshare -n`.
 Skipped, with the reason, where no registry answers."""
 
+import json
 import subprocess
 import sys
 
@@ -34,8 +35,13 @@ def test_download_for_target_then_offline_install_with_hashes(tmp_path, run_offl
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", venv], check=True)
-    code = ("from pathlib import Path; from installer.envsetup import pip_install; "
-            f"pip_install(Path({str(venv / 'bin' / 'python')!r}), Path({str(wheels_dir)!r}))")
+    # the hashes the site uses come from the (signed) manifest, recorded here before anything is tampered with
+    pins = tmp_path / "pins.json"
+    pins.write_text(json.dumps([{"name": w.name, "version": w.version, "sha256": w.sha256} for w in wheels]))
+    code = ("import json; from pathlib import Path; from types import SimpleNamespace as W; "
+            "from installer.envsetup import pip_install; "
+            f"pip_install(Path({str(venv / 'bin' / 'python')!r}), Path({str(wheels_dir)!r}), "
+            f"[W(**x) for x in json.loads(Path({str(pins)!r}).read_text())])")
     run_offline([sys.executable, "-c", code])
     out = subprocess.run([venv / "bin" / "python", "-c", "import markdown_it, mdurl; print('ok')"],
                          capture_output=True, text=True, check=True).stdout

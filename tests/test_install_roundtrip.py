@@ -116,9 +116,10 @@ def test_install_sh_refuses_a_tampered_installer_before_running_it(good_bundle, 
     from bundle_fixtures import copy_bundle
 
     media = copy_bundle(good_bundle, tmp_path / "media")
+    marker = tmp_path / "installer-ran"
     pyz = media / "airlock-installer.pyz"
-    pyz.write_bytes(pyz.read_bytes() + b"\n# changed after signing\n")
-    # keep SHA256SUMS consistent, as an attacker with the media would: only the signed manifest can catch it
+    pyz.write_bytes(b"#!/usr/bin/env python\n" + f"open({str(marker)!r}, 'w')\n".encode())
+    # keep SHA256SUMS consistent, as an attacker with the media would: only the signature can catch it
     sums = media / "SHA256SUMS"
     digest = hashlib.sha256(pyz.read_bytes()).hexdigest()
     sums.write_text("".join(f"{digest}  airlock-installer.pyz\n" if line.endswith("  airlock-installer.pyz")
@@ -126,8 +127,9 @@ def test_install_sh_refuses_a_tampered_installer_before_running_it(good_bundle, 
     site = tmp_path / "site"
     proc = subprocess.run(["sh", media / "install.sh", "--target", site, "--trusted-key", kit["public"]],
                           capture_output=True, text=True)
-    assert proc.returncode != 0 and "airlock-installer.pyz differs from the one the signed manifest names" in proc.stderr
-    assert not (site / "envs").exists() and not (site / "current").exists()  # nothing unpacked, nothing run
+    assert proc.returncode != 0 and "signature does not verify" in proc.stderr
+    assert not marker.exists() and not (site / "envs").exists() and not (site / "current").exists()
+    assert [p.name for p in site.iterdir()] == [], "a refusal leaves nothing behind"
 
 
 def test_install_sh_without_a_trusted_key_fails_closed(good_bundle, tmp_path):

@@ -36,10 +36,17 @@ def register(sub) -> None:
     i.add_argument("bundle", type=Path)
     i.add_argument("--target", type=Path, help="Airlock home to install into (default: this one)")
     i.add_argument("--trusted-key", type=Path, help="the site's minisign public key (or AIRLOCK_TRUSTED_KEY)")
+    i.add_argument("--python", type=Path, help="the site's Python for a wheelhouse env (default: this one's base)")
     i.add_argument("--insecure-no-signature", action="store_true", help="install without a valid signature (logged)")
     i.add_argument("--allow-downgrade", action="store_true", help="install an older version (logged)")
+    i.add_argument("--allow-pickle", action="store_true", help="accept pickle weights the bundle declares (logged)")
     i.add_argument("--no-smoke", action="store_true", help="skip the post-install smoke test")
     i.set_defaults(func=install, offline=True)
+
+    r = bs.add_parser("rollback", help="make the previously current release current again (offline)")
+    r.add_argument("name", nargs="?", help="the bundle name (needed when the home holds several)")
+    r.add_argument("--target", type=Path, help="Airlock home (default: this one)")
+    r.set_defaults(func=rollback, offline=True)
 
 
 def create(args) -> int:
@@ -57,56 +64,62 @@ def create(args) -> int:
 
 def verify(args) -> int:
     from installer.progress import bar
-    from installer.verify import verify_bundle
+    from installer.verify import authenticate, check_contents, check_payload, trusted_key_path
 
-    from installer.format import load_manifest
-
-    manifest, _ = load_manifest(args.bundle)
-    with bar("verify", manifest["payload_size"]) as advance:
-        r = verify_bundle(args.bundle, args.trusted_key, insecure_no_signature=args.insecure_no_signature,
-                          advance=advance)
-    signed = f"signed by trusted key {r['key_id']}" if r["signed"] else "SIGNATURE NOT VERIFIED (insecure)"
-    print(f"OK: {r['name']} {r['version']}: {r['chunks']} chunks, {r['files']} files, "
-          f"{r['payload_size'] / 2**20:.1f} MiB, {signed}")
+    auth = authenticate(args.bundle, trusted_key_path(args.trusted_key),
+                        insecure_no_signature=args.insecure_no_signature)
+    with bar("verify", auth.manifest.payload_size) as advance:
+        check_contents(auth, advance=advance)
+    check_payload(auth)
+    m = auth.manifest
+    for x in m.models:
+        if x.pickle_weights:
+            print(f"WARNING: {x.repo_id} carries pickle weights ({', '.join(x.pickle_weights)}), which can run code "
+                  "when loaded; installing needs --allow-pickle")
+    signed = f"signed by trusted key {auth.key_id}" if auth.key_id else \
+        f"SIGNATURE NOT VERIFIED (insecure: {auth.signature_problem})"
+    print(f"OK: {m.name} {m.version}: {len(m.chunks)} chunks, {len(m.files)} files, "
+          f"{m.payload_size / 2**20:.1f} MiB, every file matches the signed SHA256SUMS, {signed}")
     return 0
 
 
 def inspect(args) -> int:
+    """What the bundle holds, read through the same trust chain as verify (the signature may be waived here only
+    to look, never to install)."""
+    import hashlib
     import json
 
-    from installer.format import SBOM, SIGNATURE, load_manifest
-    from installer.verify import check_signature, trusted_key_path
+    from installer.chunks import read_regular
+    from installer.format import MAX_MANIFEST, SBOM
+    from installer.verify import authenticate, trusted_key_path
 
-    from appliance.errors import AirlockError
-
-    manifest, raw = load_manifest(args.bundle)
-    print(f"{manifest['name']} {manifest['version']}  (created {manifest['created']}, {manifest['tool']})")
-    t = manifest["target"]
-    print(f"target: {t['os']}/{t['arch']} python {t['python']} {t['accelerator']}; env: {manifest['env']['mode']}")
-    if manifest.get("base"):
-        print(f"DELTA against {manifest['base']['name']} {manifest['base']['version']}")
+    auth = authenticate(args.bundle, trusted_key_path(args.trusted_key), insecure_no_signature=True)
+    m = auth.manifest
+    print(f"{m.name} {m.version}  (created {m.created}, {m.tool})")
+    t = m.target
+    print(f"target: {t.os}/{t.arch} python {t.python} {t.accelerator}; env: {m.env.mode}")
+    if m.appliance:
+        print(f"appliance: Airlock {m.appliance.version} with {', '.join(m.appliance.engines)}")
+    if m.base:
+        print(f"DELTA against {m.base.name} {m.base.version}")
     kinds: dict = {}
-    for f in manifest["files"]:
-        k = kinds.setdefault(f["kind"], [0, 0])
+    for f in m.files:
+        k = kinds.setdefault(f.kind, [0, 0])
         k[0] += 1
-        k[1] += f["size"]
+        k[1] += f.size
     for kind, (n, size) in sorted(kinds.items()):
         print(f"  {kind:<8} {n:>5} files {size / 2**20:>10.1f} MiB")
-    for m in manifest.get("models", []):
-        flags = (" PICKLE" if m["pickle_weights"] else "") + (" REMOTE-CODE" if m["remote_code"] else "")
-        print(f"  model {m['repo_id']}@{m['revision'][:12]} licence {m['license'] or '?'}{flags}")
-    print(f"payload: {manifest['payload_size'] / 2**20:.1f} MiB in {len(manifest['chunks'])} chunk(s)")
-    sig = args.bundle / SIGNATURE
-    if not sig.is_file():
-        print("signature: NONE (unsigned bundle)")
+    for x in m.models:
+        flags = (" PICKLE" if x.pickle_weights else "") + (" REMOTE-CODE" if x.remote_code else "")
+        print(f"  model {x.repo_id}@{x.revision[:12]} licence {x.license or '?'}{flags}")
+    print(f"payload: {m.payload_size / 2**20:.1f} MiB in {len(m.chunks)} chunk(s)")
+    print(f"signature: good, by trusted key {auth.key_id}" if auth.key_id else
+          f"signature: NOT verified: {auth.signature_problem}")
+    data = read_regular(args.bundle / SBOM, SBOM, MAX_MANIFEST)
+    if hashlib.sha256(data).hexdigest() != dict((n, s) for s, n in auth.sums)[SBOM]:
+        print("SBOM: differs from the signed SHA256SUMS (altered)")
     else:
-        try:
-            key = check_signature(args.bundle, raw, trusted_key_path(args.trusted_key), False)
-            print(f"signature: good, by trusted key {key}")
-        except AirlockError as exc:
-            print(f"signature: NOT verified: {exc.message}")
-    if (args.bundle / SBOM).is_file():
-        sbom = json.loads((args.bundle / SBOM).read_text())
+        sbom = json.loads(data)
         types: dict = {}
         for comp in sbom.get("components", []):
             types[comp["type"]] = types.get(comp["type"], 0) + 1
@@ -118,8 +131,20 @@ def install(args) -> int:
     from appliance.paths import home
     from installer.install import install_bundle
 
-    result = install_bundle(args.bundle, args.target or home(), args.trusted_key,
+    result = install_bundle(args.bundle, args.target or home(), args.trusted_key, python=args.python,
                             insecure_no_signature=args.insecure_no_signature, allow_downgrade=args.allow_downgrade,
-                            smoke=not args.no_smoke)
+                            allow_pickle=args.allow_pickle, smoke=not args.no_smoke)
     print(("already installed: " if result["already"] else "installed: ") + result["path"])
+    return 0
+
+
+def rollback(args) -> int:
+    from appliance.paths import home
+    from installer.install import airlock_home
+    from installer.rollback import roll_back
+
+    target = (args.target or home()).resolve()
+    with airlock_home(target):
+        result = roll_back(target, args.name)
+    print(f"rolled back {result['name']}: current is {result['to']} ({result['version']}), was {result['from']}")
     return 0

@@ -20,7 +20,7 @@ CONVERT_TYPES = ("f32", "f16", "bf16", "q8_0")
 
 
 def convert_model(model_dir: Path, out_file: Path, outtype: str = "f16", *, pre_tokenizer: str | None = None,
-                  special: dict | None = None) -> Path:
+                  special: dict | None = None, tools: Path | None = None) -> Path:
     """Convert an HF model directory to one GGUF file.
 
     `pre_tokenizer` forces that BPE pre-tokenizer name; `special` ({"bos": bool, "eos": bool}, measured from the HF
@@ -28,7 +28,7 @@ def convert_model(model_dir: Path, out_file: Path, outtype: str = "f16", *, pre_
     """
     if outtype not in CONVERT_TYPES:
         raise AirlockError(f"the converter writes {', '.join(CONVERT_TYPES)}, not {outtype!r}")
-    tools = converter_dir()
+    tools = tools or converter_dir()
     shim = []
     if pre_tokenizer:
         pretokenizer.check_name(pre_tokenizer, tools)
