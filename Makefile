@@ -10,11 +10,12 @@ TORCH_SPEC     ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 SYSTEM_TOOLS   := tmux minisign unshare
 PYTEST_ARGS    ?=
-# llama-cpp-python has no wheel on the registry: it is built once from its sdist, portable (-DGGML_NATIVE=OFF:
-# AVX2/FMA/F16C, runs on any x86-64 CPU since 2013; a native build also miscomputes on some AVX-512/AMX CPUs),
-# into .airlock/wheels, where appliance bundles take it from (no second build).
-LLAMA_WHEELS     := .airlock/wheels
-LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
+# Wheels set-up obtains are kept in .airlock/wheels, where appliance bundles (make demo) take them from: torch's CPU
+# build, and llama-cpp-python, which has no wheel on the registry and is built once from its sdist: portable
+# (-DGGML_NATIVE=OFF: AVX2/FMA/F16C, any x86-64 CPU since 2013; a native build crashed on an AVX-512/AMX CPU here)
+# and without OpenSSL (the appliance never downloads).
+SETUP_WHEELS     := .airlock/wheels
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAMA_OPENSSL=OFF
 
 .PHONY: setup system-tools test demo bench clean help
 
@@ -31,12 +32,13 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; Airlock needs Python 3.11 (make PYTHON=/path/to/python3.11)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade "pip>=24"
-	$(BIN)/pip install --quiet $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
-	ls $(LLAMA_WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1 || { echo "building llama-cpp-python (several minutes, once) ..."; \
+	$(BIN)/pip download --quiet --no-deps $(TORCH_PIP_ARGS) "$(TORCH_SPEC)" -d $(SETUP_WHEELS)
+	$(BIN)/pip install --quiet $(SETUP_WHEELS)/torch-*.whl
+	ls $(SETUP_WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1 || { echo "building llama-cpp-python (several minutes, once) ..."; \
 	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/pip wheel --quiet --no-deps \
-	  --no-cache-dir -c constraints.txt llama-cpp-python -w $(LLAMA_WHEELS); }
-	$(BIN)/pip install --quiet -c constraints.txt $(LLAMA_WHEELS)/llama_cpp_python-*.whl
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
+	  --no-cache-dir -c constraints.txt llama-cpp-python -w $(SETUP_WHEELS); }
+	$(BIN)/pip install --quiet -c constraints.txt $(SETUP_WHEELS)/llama_cpp_python-*.whl
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,bundle]"
 	$(BIN)/pip check
 	touch $@
 

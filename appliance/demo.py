@@ -2,16 +2,19 @@
 
     make demo            # or: .venv/bin/airlock demo
 
-Connected side: sign a bundle holding the embedded default (SmolLM2-135M-Instruct), the sample data set and
-llama.cpp's converter. Then, inside `unshare -n` (no network at all) when this user may, else with the
-connection guard only (and it says so), the offline side: verify + install the bundle into a fresh site
-directory -> data check -> LoRA SFT (appliance/configs/sft_lora_demo.yaml) -> merge -> GGUF f16 + Q4_K_M ->
-chat. It prints the base model's and the tuned Q4_K_M's answers to the held-out prompts side by side, the
-export's fidelity figures and the time of each stage, and writes them to <site>/demo-report.json.
+Connected side: build and sign the appliance bundle of bundler/examples/appliance.yaml for this machine as the
+target (Airlock itself and its locked stack as wheels, the self-contained llama-cpp-python wheel, the converter,
+SmolLM2-135M-Instruct, the sample data), reusing the wheels make setup kept. Offline side, inside `unshare -n`
+(no network at all) when this user may, else with the connection guard only (and it says so), and with a clean
+environment (`env -i`: no checkout on PATH or PYTHONPATH): `sh install.sh` with the system Python turns an empty
+directory into an Airlock home; then the installed `airlock` alone runs data check -> LoRA SFT -> merge -> GGUF
+f16 + Q4_K_M -> chat. It prints the base model's and the tuned Q4_K_M's answers to the held-out prompts side by
+side, the export's fidelity figures and the time of each stage, and writes them to <site>/demo-report.json.
 """
 
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -20,9 +23,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import AirlockError
-from .paths import home, sample_data_dir
+from .paths import CHECKOUT, home, sample_data_dir
 
-BUNDLE_NAME = "airlock-demo"
+BUNDLE_NAME = "airlock"
+SPEC = CHECKOUT / "bundler" / "examples" / "appliance.yaml"
 CONFIG = Path(__file__).resolve().parent / "configs" / "sft_lora_demo.yaml"
 
 
@@ -53,7 +57,7 @@ def can_unshare() -> bool:
 
 # ---------------------------------------------------------------- connected side
 def build_bundle(stages: Stages) -> tuple[Path, Path]:
-    """Sign and write the demo bundle; returns (bundle dir, public key)."""
+    """Sign and write the appliance bundle for this machine; returns (bundle dir, public key)."""
     from bundler.create import create_bundle
     from bundler.spec import load_spec
     from installer import minisign
@@ -66,12 +70,34 @@ def build_bundle(stages: Stages) -> tuple[Path, Path]:
     with stages("set-up check (embedded model, converter)"):
         ensure_converter()
         ensure_default_model()
-    with stages("bundle create (connected side)"):
+    with stages("bundle create (connected side): Airlock + stack + model + converter"):
         if not (keys / "demo.key").is_file():
             minisign.generate(keys / "demo.key", keys / "demo.pub")
-        spec = load_spec(Path(__file__).resolve().parents[1] / "bundler" / "examples" / "bundle.yaml")
+        spec = load_spec(SPEC)
+        libc, version = platform.libc_ver()
+        if libc == "glibc":  # this machine is the target: its glibc is what the wheels built here need
+            spec.target.glibc = ".".join(version.split(".")[:2])
         bundle = create_bundle(spec, work / "bundle", key=keys / "demo.key")
     return bundle, keys / "demo.pub"
+
+
+def clean_env(path: str, site: Path) -> list[str]:
+    """`env -i` with only what a login on a bare host has: no checkout, no PYTHONPATH, no virtualenv."""
+    keep = [f"{k}={os.environ[k]}" for k in ("TERM", "COLUMNS", "LANG") if k in os.environ]
+    return ["env", "-i", f"PATH={path}", f"HOME={site}", *keep]
+
+
+def isolated(argv: list[str]) -> list[str]:
+    return ["unshare", "-n", *argv] if can_unshare() else argv
+
+
+def install_from_media(bundle: Path, pubkey: Path, site: Path) -> None:
+    """sh install.sh from the bundle, with the system Python, offline, in a clean environment."""
+    python = getattr(sys, "_base_executable", sys.executable)
+    argv = clean_env("/usr/bin:/bin", site) + ["sh", str(bundle / "install.sh"), "--target", str(site),
+                                                "--trusted-key", str(pubkey), "--python", python]
+    if subprocess.call(isolated(argv)) != 0:
+        raise AirlockError("installing the appliance bundle failed (see above)", where=str(bundle))
 
 
 # ---------------------------------------------------------------- offline side
@@ -110,20 +136,14 @@ def base_model_answers(model: str, prompts: list[str], max_tokens: int = 32) -> 
     return hf_answers(base, tokenizer, prompts, max_new_tokens=max_tokens, batch_size=len(prompts))
 
 
-def offline_pipeline(bundle: Path, pubkey: Path, site: Path, stages: Stages, steps: int | None = None) -> dict:
-    from installer.install import install_bundle
-
+def offline_pipeline(site: Path, stages: Stages, steps: int | None = None) -> dict:
     from .data.check import check
     from .jobs import follow, start_detached
     from .train import load_config, start
 
-    with stages("verify + install bundle (offline)"):
-        installed = install_bundle(bundle, site, trusted_key=pubkey, smoke=False)
-        dataset = site / "current" / BUNDLE_NAME / "files" / "datasets" / "magic_conch.jsonl"
-        if not dataset.is_file():
-            raise AirlockError("the installed bundle has no sample data set", where=str(dataset))
-        print(f"installed release {installed['release']} (key {installed.get('key_id')})")
-
+    dataset = site / "current" / BUNDLE_NAME / "files" / "datasets" / "magic_conch.jsonl"
+    if not dataset.is_file():
+        raise AirlockError("the installed bundle has no sample data set", where=str(dataset))
     with stages("data check"):
         report = check(dataset)
         print(f"{report.conversations} conversations, format {report.format}, {len(report.errors)} errors, "
@@ -208,31 +228,36 @@ def print_summary(result: dict, stages: Stages, isolation: str) -> None:
     console.print(times)
 
 
-def run(inside: bool = False, site: Path | None = None, bundle: Path | None = None, pubkey: Path | None = None,
-        times_before: dict | None = None, steps: int | None = None) -> int:
+def run(inside: bool = False, site: Path | None = None, times_before: dict | None = None,
+        steps: int | None = None) -> int:
     stages = Stages()
     stages.times.update(times_before or {})
     if not inside:
         bundle, pubkey = build_bundle(stages)
         site = demo_dir() / "site"
         shutil.rmtree(site, ignore_errors=True)  # a fresh site each run, like a new host
-        argv = [sys.executable, "-m", "appliance", "demo", "--inside", "--site", str(site), "--bundle", str(bundle),
-                "--pubkey", str(pubkey), "--times", json.dumps(stages.times)] + (["--steps", str(steps)] if steps else [])
-        if can_unshare():
-            print("\nentering a network namespace with no network (unshare -n) for the offline side", flush=True)
-            return subprocess.call(["unshare", "-n", *argv])
-        print("\nunshare -n is not permitted here: the offline side runs with the connection guard only", flush=True)
-        return subprocess.call(argv, env=dict(os.environ, AIRLOCK_DEMO_ISOLATION="guard only"))
-    # The site directory is the data directory from the start, as on a real host: HF cache, jobs, registry.
-    os.environ["AIRLOCK_HOME"] = str(site)
+        gap = "unshare -n (no network at all)" if can_unshare() else "the connection guard only (unshare -n is " \
+            "not permitted here)"
+        print(f"\noffline side: {gap}, env -i, nothing but the bundle and the system Python", flush=True)
+        with stages("install: sh install.sh on a bare host (offline)"):
+            install_from_media(bundle, pubkey, site)
+        airlock = site / "bin" / "airlock"
+        argv = clean_env(f"{airlock.parent}:/usr/bin:/bin", site) + [
+            "airlock", "demo", "--inside", "--site", str(site), "--times", json.dumps(stages.times),
+            *(["--steps", str(steps)] if steps else [])]
+        if not can_unshare():
+            argv.insert(3, "AIRLOCK_DEMO_ISOLATION=guard only")
+        return subprocess.call(isolated(argv))
+    # From here on this is the installed airlock (bin/airlock set AIRLOCK_HOME to the site).
     os.environ.pop("HF_HUB_CACHE", None)
     from .offline import enforce_offline
 
     enforce_offline()
-    isolation = os.environ.get("AIRLOCK_DEMO_ISOLATION", "unshare -n + connection guard")
-    result = offline_pipeline(bundle, pubkey, site, stages, steps)
+    isolation = os.environ.get("AIRLOCK_DEMO_ISOLATION", "unshare -n + env -i + connection guard")
+    result = offline_pipeline(site, stages, steps)
     result["stage_times"] = stages.times
     result["isolation"] = isolation
+    result["airlock"] = sys.executable
     from .atomic import write_json
 
     write_json(site / "demo-report.json", result)

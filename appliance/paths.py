@@ -5,6 +5,7 @@ AIRLOCK_HOME wins. Otherwise a source checkout (pyproject.toml beside the packag
 """
 
 import os
+import sys
 from pathlib import Path
 
 CHECKOUT = Path(__file__).resolve().parents[1]
@@ -33,6 +34,11 @@ def tools_dir() -> Path:
     return home() / "tools"
 
 
+def wheels_dir() -> Path:
+    """Wheels built here once (`make setup` builds llama-cpp-python's), which bundles reuse."""
+    return home() / "wheels"
+
+
 def downloads_dir() -> Path:
     return home() / "downloads"
 
@@ -42,10 +48,18 @@ def registry_dir() -> Path:
 
 
 def catalog_dir() -> Path:
-    """The model catalog: one TOML file per base model (models/ in the checkout, or AIRLOCK_CATALOG)."""
+    """The model catalog: one TOML file per base model. AIRLOCK_CATALOG wins; then models/ in a checkout; an
+    installed Airlock has it in <prefix>/share/airlock/models (its wheel carries it there)."""
     if env := os.environ.get("AIRLOCK_CATALOG"):
         return Path(env)
-    return CHECKOUT / "models"
+    if (CHECKOUT / "pyproject.toml").is_file() and (CHECKOUT / "models").is_dir():
+        return CHECKOUT / "models"
+    return Path(sys.prefix) / "share" / "airlock" / "models"
+
+
+def configs_dir() -> Path:
+    """The shipped training configs (package data): `airlock train sft_lora_default` names one of them."""
+    return Path(__file__).resolve().parent / "configs"
 
 
 def sample_data_dir() -> Path:

@@ -49,17 +49,21 @@ def gather(spec: BundleSpec, work: Path, log=step, base: dict | None = None) -> 
         if not Path(d.path).is_file():
             raise AirlockError("dataset file not found", where=f"spec: datasets[{d.path}]", fix="check the path")
         files.append((f"datasets/{d.name or Path(d.path).name}", Path(d.path), "dataset"))
-    wheel_list = wheels.gather(spec.wheels, spec.target, work / "wheels") if (
-        spec.wheels.requirements or spec.wheels.files or spec.tools.llama_cpp_wheel
-        or spec.tools.llama_cpp_wheel_file) else []
     tool_facts = {}
-    if spec.tools.llama_cpp_wheel or spec.tools.llama_cpp_wheel_file:
-        built = (Path(shutil.copy2(spec.tools.llama_cpp_wheel_file, work / "wheels"))
-                 if spec.tools.llama_cpp_wheel_file else tools.build_llama_cpp_wheel(spec.target, work / "wheels"))
-        w = wheels.parse(built, "tools.llama_cpp_wheel")
-        wheels.check_compatible(w, spec.target, "tools.llama_cpp_wheel")
-        wheel_list = sorted([x for x in wheel_list if x.path.name != built.name] + [w], key=lambda x: x.name)
-        tool_facts["llama-cpp-python"] = {"version": w.version, "cmake_args": tools.cmake_args(spec.target)}
+    if spec.appliance:
+        from .appliance import appliance_wheels
+
+        wheel_list, tool_facts["llama-cpp-python"] = appliance_wheels(spec, work / "wheels", log)
+    else:
+        extra = []
+        if spec.tools.llama_cpp_wheel or spec.tools.llama_cpp_wheel_file:
+            llama = tools.llama_cpp_wheel(spec.target, work / "wheels", spec.tools.llama_cpp_wheel_file,
+                                          spec.tools.llama_cpp_wheel, log)
+            tool_facts["llama-cpp-python"] = {"version": wheels.parse(llama, "").version,
+                                              "cmake_args": tools.cmake_args(spec.target)}
+            extra.append(llama)
+        wheel_list = wheels.gather(spec.wheels, spec.target, work / "wheels", log=log) if (
+            spec.wheels.requirements or spec.wheels.files or extra) else []
     if wheel_list:
         (work / "wheels" / "requirements.txt").write_text(wheels.requirements_txt(wheel_list))
         files += [(f"wheels/{w.path.name}", w.path, "wheel") for w in wheel_list]
@@ -91,7 +95,10 @@ def gather(spec: BundleSpec, work: Path, log=step, base: dict | None = None) -> 
     model_facts = [{"repo_id": s.repo_id, "revision": s.revision, "prefix": f"models/{s.repo_id}",
                     "source": s.source, "license": s.license, "pickle_weights": s.pickle_weights,
                     "remote_code": s.remote_code, "skipped": s.skipped} for s in staged]
+    from .appliance import manifest_section
+
     return {"files": files, "models": model_facts, "env": env_facts, "tools": tool_facts,
+            "appliance": manifest_section() if spec.appliance else None,
             "wheels": [{"name": w.name, "version": w.version, "filename": w.path.name, "sha256": w.sha256,
                         "purl": w.purl, "tags": w.tags} for w in wheel_list],
             "rehearsal": rehearsal_facts}
@@ -170,7 +177,7 @@ def write_bundle(stage: Path, spec: BundleSpec, got: dict, base: dict | None, se
         "target": to_dict(spec.target),
         "base": {k: base[k] for k in ("name", "version", "manifest_sha256")} if base else None,
         "env": got["env"], "models": got["models"], "wheels": got["wheels"], "tools": got["tools"],
-        "rehearsal": got["rehearsal"], "signed": secret is not None,
+        "appliance": got["appliance"], "rehearsal": got["rehearsal"], "signed": secret is not None,
         "payload_size": writer.pos, "max_chunk": max_chunk,
         "chunks": chunks,
         "blobs": {sha: {"size": size, "offset": offsets.get(sha)} for sha, (size, _) in sorted(sources.items())},

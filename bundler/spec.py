@@ -15,21 +15,46 @@ from appliance.errors import AirlockError
 
 @dataclass
 class Target:
-    """The offline host: what the wheels and the llama-cpp-python build are for."""
+    """The offline host: what the wheels and the llama-cpp-python build are for.
+
+    glibc: the oldest glibc among the site's hosts (`ldd --version`); wheels that need a newer one are refused.
+    accelerator: cpu, or cuda12 / cuda13 for NVIDIA hosts (torch, its CUDA runtime wheels and llama.cpp follow).
+    cuda_architectures: the GPUs' compute capabilities for the llama.cpp build, CMake style ("80;90").
+    """
 
     os: Literal["linux"] = "linux"
     arch: Literal["x86_64", "aarch64"] = "x86_64"
     python: str = "3.11"
-    accelerator: str = "cpu"  # cpu, or cuda12 / cuda12.4 ... for a CUDA host
+    glibc: str = "2.28"
+    accelerator: str = "cpu"
+    cuda_architectures: str = ""
 
     def validate(self):
-        if not (self.accelerator == "cpu" or self.accelerator.startswith("cuda")):
+        import re
+
+        if not re.fullmatch(r"cpu|cuda1[23](\.\d{1,2})?", self.accelerator):
             raise AirlockError(f"accelerator {self.accelerator!r}", where="spec: target.accelerator",
-                               fix="use cpu or a CUDA variant such as cuda12")
+                               fix="cpu, cuda12 or cuda13")
+        if not re.fullmatch(r"2\.\d{1,2}", self.glibc) or self.glibc_version < (2, 17):
+            raise AirlockError(f"glibc {self.glibc!r}", where="spec: target.glibc",
+                               fix="the site's glibc as `ldd --version` prints it, 2.17 or later (e.g. \"2.28\")")
+        if not re.fullmatch(r"3\.\d{1,2}", self.python):
+            raise AirlockError(f"python {self.python!r}", where="spec: target.python", fix="e.g. \"3.11\"")
+        if self.cuda_architectures and not re.fullmatch(r"\d{2,3}(;\d{2,3})*", self.cuda_architectures):
+            raise AirlockError(f"cuda_architectures {self.cuda_architectures!r}", where="spec: target",
+                               fix="compute capabilities separated by ';', e.g. \"80;90\" (A100 and H100)")
 
     @property
-    def platform(self) -> str:
-        return f"manylinux2014_{self.arch}"
+    def glibc_version(self) -> tuple[int, int]:
+        major, minor = self.glibc.split(".")
+        return int(major), int(minor)
+
+    def platforms(self) -> list[str]:
+        """Every platform tag pip may take for this host: manylinux_2_N for each glibc up to the target's."""
+        newest = self.glibc_version[1]
+        tags = [f"manylinux_2_{n}_{self.arch}" for n in range(newest, 16, -1)]
+        return tags + [f"manylinux2014_{self.arch}"] + ([f"manylinux2010_{self.arch}", f"manylinux1_{self.arch}"]
+                                                       if self.arch == "x86_64" else [])
 
     @property
     def abi(self) -> str:
@@ -76,9 +101,13 @@ class EnvSpec:
 
 @dataclass
 class WheelsSpec:
-    requirements: list[str] = field(default_factory=list)  # pip requirement strings, downloaded for the target
-    files: list[Path] = field(default_factory=list)  # local wheel files (built here, or already downloaded)
-    build_sdists: bool = False  # build source-only packages into wheels at bundle time instead of refusing them
+    """Extra wheels: requirements downloaded for the target with their dependencies, and local wheel files.
+    index_urls / find_links: where else pip may look (e.g. https://download.pytorch.org/whl/cpu for CPU torch)."""
+
+    requirements: list[str] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+    index_urls: list[str] = field(default_factory=list)
+    find_links: list[Path] = field(default_factory=list)
 
 
 @dataclass
@@ -99,8 +128,12 @@ class BundleSpec:
     wheels: WheelsSpec = field(default_factory=WheelsSpec)
     tools: ToolsSpec = field(default_factory=ToolsSpec)
     rehearsal: bool = True  # load tokenizers and run the converter --vocab-only offline before packing
+    appliance: bool = False  # carry Airlock itself and its whole locked stack (needs env.mode wheelhouse or conda)
 
     def validate(self):
+        if self.appliance and self.env.mode == "none":
+            raise AirlockError("an appliance bundle carries its own Python env", where="spec: env.mode",
+                               fix="set env.mode: wheelhouse (a venv of the site's Python) or conda")
         import re
 
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", self.name):
@@ -130,5 +163,6 @@ def resolve_paths(spec: BundleSpec, base: Path) -> BundleSpec:
         d.path = fix(d.path)
     spec.env.prefix = fix(spec.env.prefix)
     spec.wheels.files = [fix(f) for f in spec.wheels.files]
+    spec.wheels.find_links = [fix(f) for f in spec.wheels.find_links]
     spec.tools.llama_cpp_wheel_file = fix(spec.tools.llama_cpp_wheel_file)
     return spec

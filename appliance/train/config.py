@@ -162,12 +162,31 @@ def from_dict(data: dict, where: str = "config") -> TrainConfig:
     return schema.build(TrainConfig, data, where=where)
 
 
+def shipped_configs() -> list[str]:
+    from ..paths import configs_dir
+
+    return sorted(p.stem for p in configs_dir().glob("*.yaml"))
+
+
+def config_path(name: str | Path) -> Path:
+    """A config file, or the name of a shipped one (`sft_lora_default`), so an installed Airlock needs no checkout."""
+    from ..paths import configs_dir
+
+    path = Path(name)
+    if not path.exists() and path.parent == Path(".") and path.stem in shipped_configs():
+        return configs_dir() / f"{path.stem}.yaml"
+    if not path.is_file():
+        raise AirlockError("config file not found", where=str(name),
+                           fix=f"give a YAML file, or one of the shipped configs: {', '.join(shipped_configs())}")
+    return path
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
     """Read a YAML/JSON/TOML config (or start from the defaults when path is None), apply `key=value` overrides."""
     data: dict = {}
     where = "config"
     if path is not None:
-        path = Path(path)
+        path = config_path(path)
         data = _anchor_paths(schema.load_file(path), path.resolve().parent)
         where = str(path)
     if overrides:
