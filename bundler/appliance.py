@@ -5,6 +5,7 @@ only Python and coreutils into a working appliance.
     airlock bundle create bundler/examples/appliance.yaml --out /media/usb/airlock
 """
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -29,7 +30,8 @@ def airlock_wheel(dest: Path) -> Path:
                            fix="run `airlock bundle create` from a clone of the project (after make setup)")
     with tempfile.TemporaryDirectory() as tmp:
         result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                                 "-w", tmp, str(CHECKOUT)], capture_output=True, text=True)
+                                 "-w", tmp, str(CHECKOUT)], capture_output=True, text=True,
+                                env=dict(os.environ, SOURCE_DATE_EPOCH=tools.REPRODUCIBLE_EPOCH))
         built = list(Path(tmp).glob("airlock-*.whl"))
         if result.returncode != 0 or not built:
             raise AirlockError(f"building Airlock's wheel failed:\n{result.stderr[-1500:]}", where=str(CHECKOUT),

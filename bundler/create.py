@@ -21,7 +21,7 @@ from appliance.hfcache import sha256_file
 from appliance.schema import to_dict
 from installer import minisign
 from installer.format import (DEFAULT_MAX_CHUNK, ENV_INFO, FORMAT, INSTALL_SH, INSTALLER_PYZ, MANIFEST, README,
-                              ROOT_FILES, SBOM, SIGNATURE, SUMS)
+                              ROOT_FILES, SBOM, SIGNATURE, SUMS, env_id)
 from installer.progress import bar, step
 
 from . import env as envmod
@@ -212,7 +212,10 @@ def env_info(manifest: dict, manifest_sha: str, sizes: list[tuple[str, int]]) ->
     blob = manifest["blobs"].get(env.get("sha256") or "", {}) if env["mode"] == "conda" else {}
     info = {"FORMAT": FORMAT, "NAME": manifest["name"], "VERSION": manifest["version"],
             "MANIFEST_SHA256": manifest_sha, "TARGET_PYTHON": manifest["target"]["python"],
-            "ENV_MODE": env["mode"], "ENV_SHA256": env.get("sha256") or "", "ENV_SIZE": blob.get("size", 0),
+            "ENV_MODE": env["mode"],
+            "ENV_ID": env_id(env["mode"], manifest["target"]["python"], env.get("sha256"),
+                             [w["sha256"] for w in manifest["wheels"]]),
+            "ENV_SHA256": env.get("sha256") or "", "ENV_SIZE": blob.get("size", 0),
             "ENV_OFFSET": "" if blob.get("offset") is None else blob["offset"],
             "ENV_UNPACKED": env.get("unpacked_size", 0), "PAYLOAD_SIZE": manifest["payload_size"]}
     return "".join(f"{k}={v}\n" for k, v in info.items()) + "".join(f"SIZE={n} {name}\n" for name, n in sizes)

@@ -29,6 +29,7 @@ from appliance.tools import LLAMA_CPP_PYTHON, ensure_converter
 
 from .spec import Target
 
+REPRODUCIBLE_EPOCH = "315532800"  # 1980-01-01, the earliest time a zip can record
 CUDA_LIBS = ("libcuda.so.1", "libcudart.so.*", "libcublas.so.*", "libcublasLt.so.*")
 
 
@@ -109,7 +110,8 @@ def repair(wheel: Path, dest: Path, target: Target) -> Path:
     this machine (CUDA's excepted) and tags it with the oldest glibc it runs on."""
     if "-linux_" not in wheel.name:
         return Path(shutil.copy2(wheel, dest / wheel.name))
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+               SOURCE_DATE_EPOCH=REPRODUCIBLE_EPOCH)  # the same input gives the same bytes: deltas stay small
     excludes = [a for lib in CUDA_LIBS for a in ("--exclude", lib)] if target.accelerator.startswith("cuda") else []
     with tempfile.TemporaryDirectory() as tmp:
         slimmed = slim(wheel, Path(tmp))

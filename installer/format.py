@@ -47,6 +47,7 @@ ENV_KEYS = (  # bundle.env: these lines, in this order, then one 'SIZE=<bytes> <
     ("MANIFEST_SHA256", HEX64),
     ("TARGET_PYTHON", r"3\.[0-9]{1,2}"),
     ("ENV_MODE", r"conda|wheelhouse|none"),
+    ("ENV_ID", r"|[0-9a-f]{16}"),
     ("ENV_SHA256", rf"|{HEX64}"),
     ("ENV_SIZE", NUMBER),
     ("ENV_OFFSET", rf"|{NUMBER}"),
@@ -127,6 +128,17 @@ def parse_env_info(raw: bytes, sums: list[tuple[str, str]], where: str = ENV_INF
             raise _bad_line(where, n, line, f"'SIZE=<bytes> {name}'")
         info["SIZE"][name] = int(line[len("SIZE="):].split(" ", 1)[0])
     return info
+
+
+def env_id(mode: str, python: str, env_sha256: str | None, wheel_sha256s) -> str:
+    """Which env a release runs in: releases with the same env content share one (a model or data update installs
+    in seconds, and a rollback finds its env). Empty for mode none."""
+    if mode == "none":
+        return ""
+    import hashlib
+
+    text = f"{mode}\n{python}\n{env_sha256 or ''}\n" + "".join(f"{sha}\n" for sha in sorted(wheel_sha256s))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def release_id(name: str, version: str, manifest_sha256: str) -> str:

@@ -13,7 +13,7 @@ Until current/<name> switches, nothing refers to the new release. A refusal (any
 this run added: blobs it wrote, its staging tree, model snapshots and the env it made; a killed run leaves only
 unreferenced or content-addressed pieces that a rerun reuses.
 
-Layout of the target (an Airlock home): store/<sha256>, envs/<release>/, releases/<release>/{files/, env,
+Layout of the target (an Airlock home): store/<sha256>, envs/<name>-<env id>/, releases/<release>/{files/, env,
 MANIFEST.json, SHA256SUMS(.minisig), .complete}, current/<name> and previous/<name> -> ../releases/<release>,
 bin/airlock, hf-cache/, tools/llama.cpp-<v> -> the release's converter, registry/audit.jsonl.
 """
@@ -112,7 +112,7 @@ def _install(auth: verify.Authenticated, lay: Layout, env_dir, python, allow_dow
         step(f"{m.name} {m.version} is already installed ({release})")
         _audit_install(auth, facts, once=True)
         return {"release": m.release, "path": str(release), "key_id": auth.key_id, "already": True,
-                "env": str(lay.env(m.release)) if m.env.mode != "none" else None}
+                "env": str(lay.env(m.env_dir_name)) if m.env.mode != "none" else None}
     downgrade_from = rollback.check(lay.root, m, allow_downgrade)
     delta.check(lay.root, m)
     _check_pickle(m, allow_pickle)
@@ -131,7 +131,7 @@ def _install(auth: verify.Authenticated, lay: Layout, env_dir, python, allow_dow
     undo.add(lambda: shutil.rmtree(stage, ignore_errors=True))
     _build_release(auth, lay, stage)
     env = _env(m, lay, env_dir, python, undo)
-    if m.wheels:
+    if m.wheels and not (env and (env / envsetup.READY).is_file()):  # a ready env of this content has them all
         step("installing wheels offline (pip --no-index --require-hashes, hashes from the signed manifest)")
         envsetup.pip_install(envsetup.python_of(env), stage / "files" / "wheels", m.wheels)
     _install_models(m, stage, lay, undo)
@@ -195,7 +195,7 @@ def _env(m: Manifest, lay: Layout, env_dir: Path | None, python: Path | None, un
         return Path(env_dir)
     if m.env.mode == "none":
         return None
-    final = lay.env(m.release)
+    final = lay.env(m.env_dir_name)
     if (final / envsetup.READY).is_file():
         return final
     if not final.parent.is_dir():

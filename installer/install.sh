@@ -184,19 +184,19 @@ ENVFILE=$WORK/bundle.env.copy
 plain_text "$ENVFILE" || die "bundle.env holds bytes other than printable ASCII lines: $TAMPERED"
 n=1
 for pair in "FORMAT=airlock-bundle/2" "NAME=$NAME" "VERSION=$VERSION" "MANIFEST_SHA256=$HEX" \
-            "TARGET_PYTHON=3\\.[0-9]{1,2}" "ENV_MODE=(conda|wheelhouse|none)" "ENV_SHA256=(|$HEX)" "ENV_SIZE=$NUM" \
+            "TARGET_PYTHON=3\\.[0-9]{1,2}" "ENV_MODE=(conda|wheelhouse|none)" "ENV_ID=(|[0-9a-f]{16})" "ENV_SHA256=(|$HEX)" "ENV_SIZE=$NUM" \
             "ENV_OFFSET=(|$NUM)" "ENV_UNPACKED=$NUM" "PAYLOAD_SIZE=$NUM"; do
     line "$n" "$ENVFILE" | grep -Eqx -e "$pair" || die "bundle.env line $n is not ${pair%%=*}=... in its exact form"
     n=$((n + 1))
 done
-tail -n +12 "$ENVFILE" > "$WORK/sizes.list"
+tail -n +13 "$ENVFILE" > "$WORK/sizes.list"
 grep -v '  bundle\.env$' "$SUMS" > "$WORK/listed"
 only_lines "$WORK/sizes.list" "SIZE=$NUM $FILES" \
     && [ "$(cut -d' ' -f2 "$WORK/sizes.list")" = "$(cut -c67- "$WORK/listed")" ] \
     || die "bundle.env's SIZE lines do not match SHA256SUMS: $TAMPERED"
 value() { sed -n "s/^$1=//p" "$ENVFILE"; }
 NAME=$(value NAME) VERSION=$(value VERSION) MSHA=$(value MANIFEST_SHA256) PYVER=$(value TARGET_PYTHON)
-ENV_MODE=$(value ENV_MODE) ENV_SHA256=$(value ENV_SHA256) ENV_SIZE=$(value ENV_SIZE)
+ENV_MODE=$(value ENV_MODE) ENV_ID=$(value ENV_ID) ENV_SHA256=$(value ENV_SHA256) ENV_SIZE=$(value ENV_SIZE)
 ENV_OFFSET=$(value ENV_OFFSET) ENV_UNPACKED=$(value ENV_UNPACKED) PAYLOAD_SIZE=$(value PAYLOAD_SIZE)
 [ "$MSHA" = "$(line 4 "$SUMS" | cut -c1-64)" ] || die "bundle.env and SHA256SUMS disagree about MANIFEST.json: $TAMPERED"
 RELEASE=$NAME-$VERSION-$(printf %s "$MSHA" | cut -c1-12)
@@ -226,8 +226,10 @@ esac
 [ "$CHECK_ONLY" = 1 ] && { say "check only: done"; exit 0; }
 
 # ---- 3. the env
-ENVDIR=$TARGET/envs/$RELEASE
-rm -rf -- "$TARGET/envs/.$RELEASE.staging-"*
+# envs are named by their content (bundle.env's ENV_ID): releases with the same env share it
+ENVNAME=$NAME-$ENV_ID
+ENVDIR=$TARGET/envs/$ENVNAME
+rm -rf -- "$TARGET/envs/.$ENVNAME.staging-"*
 case $ENV_MODE in
     conda)
         if [ ! -f "$ENVDIR/.airlock-env-ready" ]; then
@@ -248,13 +250,13 @@ case $ENV_MODE in
             total=0
             for s in $(grep '^-' "$WORK/env.list" | tr -s ' ' | cut -d' ' -f3); do total=$((total + s)); done
             [ "$total" -le "$ENV_UNPACKED" ] || die "the packed env unpacks to more than the $ENV_UNPACKED bytes signed"
-            stage=$(mktemp -d "$TARGET/envs/.$RELEASE.staging-XXXXXX" 2>/dev/null) \
-                || { mkdir -p "$TARGET/envs"; stage=$(mktemp -d "$TARGET/envs/.$RELEASE.staging-XXXXXX"); }
+            mkdir -p "$TARGET/envs"
+            stage=$(mktemp -d "$TARGET/envs/.$ENVNAME.staging-XXXXXX")
             MADE_ENV=1 ENVDIR=$stage
             say "unpacking the conda env ($ENV_SIZE bytes) ..."
             tar -xzf "$archive" --no-same-owner --no-same-permissions -C "$stage" || die "unpacking the env failed"
             rm -f -- "$archive"
-            ENVDIR=$TARGET/envs/$RELEASE
+            ENVDIR=$TARGET/envs/$ENVNAME
             rm -rf -- "$ENVDIR"
             mv -- "$stage" "$ENVDIR"
             [ -x "$ENVDIR/bin/python" ] && [ -f "$ENVDIR/bin/conda-unpack" ] || die "the packed env has no bin/python"

@@ -2,8 +2,9 @@
 one operation that makes a release live (`switch`), shared by install and rollback.
 
     store/<sha256>                      every blob once (content addressing; a delta's base blobs stay here)
-    envs/<release>/                     the release's Python env (venv or unpacked conda env)
-    releases/<release>/                 files/ (hard links into store/), env -> ../../envs/<release>,
+    envs/<name>-<env id>/               a Python env (venv or unpacked conda env), named by its content: releases
+                                        with the same wheels share it
+    releases/<release>/                 files/ (hard links into store/), env -> ../../envs/<name>-<env id>,
                                         MANIFEST.json, SHA256SUMS(.minisig), .complete
     current/<name>, previous/<name>     -> ../releases/<release>   (switching current/<name> is the commit point)
     bin/airlock                         runs the current release's airlock with AIRLOCK_HOME set to this home
@@ -31,8 +32,8 @@ class Layout:
     def release(self, rid: str) -> Path:
         return self.root / "releases" / rid
 
-    def env(self, rid: str) -> Path:
-        return self.root / "envs" / rid
+    def env(self, name: str) -> Path:
+        return self.root / "envs" / name
 
     def link(self, kind: str, name: str) -> Path:
         return self.root / kind / name  # kind: current | previous

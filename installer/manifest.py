@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from appliance.errors import AirlockError
 
 from .format import (FORMAT, HEX64_RE, INSTALL_SH, INSTALLER_PYZ, MAX_MANIFEST, NAME, NAME_RE,
-                     chunk_name, parse_version, release_id)
+                     chunk_name, env_id, parse_version, release_id)
 
 KINDS = ("model", "wheel", "env", "tool", "dataset", "meta")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
@@ -140,6 +140,15 @@ class Manifest:
     @property
     def release(self) -> str:
         return release_id(self.name, self.version, self.sha256)
+
+    @property
+    def env_id(self) -> str:
+        return env_id(self.env.mode, self.target.python, self.env.sha256, [w.sha256 for w in self.wheels])
+
+    @property
+    def env_dir_name(self) -> str:
+        """envs/<this>: named by the env's content, shared by releases with the same content."""
+        return f"{self.name}-{self.env_id}"
 
     def packed_size(self) -> int:
         """Bytes of blobs this bundle itself carries (a delta leaves the rest to its base)."""

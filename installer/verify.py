@@ -119,6 +119,7 @@ def _cross_check(m: Manifest, sums: list[tuple[str, str]], info: dict) -> None:
 
     env_blob = m.blobs.get(m.env.sha256 or "")
     want = {"NAME": m.name, "VERSION": m.version, "TARGET_PYTHON": m.target.python, "ENV_MODE": m.env.mode,
+            "ENV_ID": m.env_id,
             "ENV_SHA256": m.env.sha256 or "", "ENV_SIZE": str(env_blob.size if env_blob else 0),
             "ENV_OFFSET": "" if env_blob is None or env_blob.offset is None else str(env_blob.offset),
             "ENV_UNPACKED": str(m.env.unpacked_size), "PAYLOAD_SIZE": str(m.payload_size)}

@@ -25,8 +25,9 @@ def pytest_configure(config):
     os.environ.pop("HF_HUB_CACHE", None)
     os.environ["HF_HUB_OFFLINE"] = "1"
     (home / "hf-cache").mkdir(parents=True)
-    if (SETUP_HOME / "tools").is_dir():
-        (home / "tools").symlink_to(SETUP_HOME / "tools")
+    for shared in ("tools", "wheels"):  # fetched or built once by make setup; read-only here
+        if (SETUP_HOME / shared).is_dir():
+            (home / shared).symlink_to(SETUP_HOME / shared)
     for cached in (SETUP_HOME / "hf-cache").glob("models--*"):
         (home / "hf-cache" / cached.name).symlink_to(cached)
     config._airlock_home = home

@@ -101,6 +101,13 @@ class Recipe:
     sign: bool = True
 
 
+def _env_id(recipe: Recipe, env_sha: str | None) -> str:
+    """FORMAT.md's env id, spelled out again: sha256 of mode, python, env sha256 and sorted wheel sha256s."""
+    if recipe.env_mode == "none":
+        return ""
+    return sha(f"{recipe.env_mode}\n{recipe.target_python}\n{env_sha or ''}\n".encode())[:16]
+
+
 def write(recipe: Recipe, out: Path, keys: Keys) -> Path:
     out.mkdir(parents=True)
     files = dict(recipe.files)
@@ -157,7 +164,7 @@ def write(recipe: Recipe, out: Path, keys: Keys) -> Path:
     listed = [n for n in roots if n != "bundle.env"] + [c["name"] for c in chunks]
     env_blob = manifest["blobs"].get(env_sha or "", {})
     env_lines = [f"FORMAT=airlock-bundle/2", f"NAME={recipe.name}", f"VERSION={recipe.version}",
-                 f"MANIFEST_SHA256={sha(raw)}", f"TARGET_PYTHON={recipe.target_python}", f"ENV_MODE={recipe.env_mode}",
+                 f"MANIFEST_SHA256={sha(raw)}", f"TARGET_PYTHON={recipe.target_python}", f"ENV_MODE={recipe.env_mode}", f"ENV_ID={_env_id(recipe, env_sha)}",
                  f"ENV_SHA256={env_sha or ''}", f"ENV_SIZE={env_blob.get('size', 0)}",
                  f"ENV_OFFSET={env_blob.get('offset', '')}", f"ENV_UNPACKED={recipe.env_unpacked}",
                  f"PAYLOAD_SIZE={len(payload)}"] + [f"SIZE={(out / n).stat().st_size} {n}" for n in listed]

@@ -471,7 +471,7 @@ def test_env_setuid_bits_dropped(route, world, tmp_path):
     shutil.copytree(world["target"], target, symlinks=True)
     proc = run_route(route, bundle, target, world)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    helper = next(target.glob("envs/attack-site-1.1-*/bin/helper"))
+    helper = next(target.glob("envs/attack-site-*/bin/helper"))
     assert helper.stat().st_mode & 0o7000 == 0, oct(helper.stat().st_mode)
 
 
