@@ -80,7 +80,9 @@ class LlamaSession(ChatSession):
     def __init__(self, model_path: Path, *, n_ctx: int | None = None, threads: int | None = None,
                  lora_path: Path | None = None):
         super().__init__()
-        from llama_cpp import Llama
+        from .llamacpp import llama_cpp
+
+        Llama = llama_cpp().Llama
 
         model_path = Path(model_path)
         check_gguf(model_path)
@@ -224,7 +226,9 @@ def _gguf_context_length(path: Path) -> int | None:
 
 
 def _render_gguf_template(llm, messages) -> str:
-    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+    from .llamacpp import llama_cpp
+
+    Jinja2ChatFormatter = llama_cpp().llama_chat_format.Jinja2ChatFormatter
 
     template = llm.metadata.get("tokenizer.chat_template")
     if not template:  # llama-cpp-python falls back to a generic format; approximate its size

@@ -45,10 +45,12 @@ def load_tokenizers(models: list[str]) -> None:
 def llama_cpp_generates(tokenizer_repo: str, converter: Path | None = None, tokens: int = 4) -> str:
     """Build a tiny Llama with `tokenizer_repo`'s tokenizer, convert it with llama.cpp's converter, generate."""
     import torch
-    from llama_cpp import Llama
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     from .export.gguf import convert_model
+    from .llamacpp import llama_cpp
+
+    Llama = llama_cpp().Llama
 
     tok = AutoTokenizer.from_pretrained(tokenizer_repo)
     torch.manual_seed(0)

@@ -126,7 +126,7 @@ def build_sdist_only(requirements: list[str], dest: Path, spec: WheelsSpec, cons
             if not item["download_info"]["url"].endswith(".whl"):
                 meta = item["metadata"]
                 log(f"{meta['name']} {meta['version']} has no wheel on the index: building it (pure Python only)")
-                build_pure_wheel(f"{meta['name']}=={meta['version']}", dest, constraints)
+                build_pure_wheel(f"{meta['name']}=={meta['version']}", dest, _sources(spec, dest, constraints))
 
 
 def download(requirements: list[str], target: Target, dest: Path, spec: WheelsSpec | None = None,
@@ -144,11 +144,11 @@ def download(requirements: list[str], target: Target, dest: Path, spec: WheelsSp
         raise _fail(result, "download", "spec: wheels")
 
 
-def build_pure_wheel(requirement: str, dest: Path, constraints: Path | None = None) -> Path:
-    """Build `requirement` from its sdist into `dest`; refused unless the wheel is pure Python (py3-none-any)."""
+def build_pure_wheel(requirement: str, dest: Path, sources: list[str] = ()) -> Path:
+    """Build `requirement` from its sdist into `dest` (pip's `sources`: links, indexes, constraints); refused
+    unless the wheel is pure Python (py3-none-any)."""
     with tempfile.TemporaryDirectory(prefix="airlock-sdist-") as tmp:
-        result = _pip(["wheel", "--no-deps", "--no-binary", ":all:", "-w", tmp, requirement,
-                       *(["-c", str(constraints)] if constraints else [])])
+        result = _pip(["wheel", "--no-deps", "--no-binary", ":all:", "-w", tmp, *sources, requirement])
         built = list(Path(tmp).glob("*.whl"))
         if result.returncode != 0 or not built:
             raise _fail(result, f"wheel {requirement}", "spec: wheels", "the package has neither a wheel nor a "

@@ -64,13 +64,12 @@ def create(args) -> int:
 
 def verify(args) -> int:
     from installer.progress import bar
-    from installer.verify import authenticate, check_contents, check_payload, trusted_key_path
+    from installer.verify import authenticate, check_all, trusted_key_path
 
     auth = authenticate(args.bundle, trusted_key_path(args.trusted_key),
                         insecure_no_signature=args.insecure_no_signature)
     with bar("verify", auth.manifest.payload_size) as advance:
-        check_contents(auth, advance=advance)
-    check_payload(auth)
+        check_all(auth, advance=advance)
     m = auth.manifest
     for x in m.models:
         if x.pickle_weights:

@@ -77,7 +77,9 @@ def hf_answers(model, tokenizer, prompts: list[str], max_new_tokens: int = MAX_N
 
 def gguf_answers(gguf: Path, tokenizer, prompts: list[str], max_new_tokens: int = MAX_NEW_TOKENS,
                  lora: Path | None = None, threads: int | None = None) -> list[str]:
-    from llama_cpp import Llama
+    from ..llamacpp import llama_cpp
+
+    Llama = llama_cpp().Llama
 
     llm = Llama(model_path=str(gguf), lora_path=str(lora) if lora else None, n_ctx=_ctx(tokenizer, 1024),
                 n_threads=threads, verbose=False, seed=0)
@@ -96,7 +98,9 @@ def _ctx(tokenizer, want: int) -> int:
 def perplexity(gguf: Path, token_ids: list[int], chunk: int, threads: int | None = None) -> float:
     """exp(mean negative log-likelihood) of `token_ids`, evaluated in independent chunks of `chunk` tokens."""
     import numpy as np
-    from llama_cpp import Llama
+    from ..llamacpp import llama_cpp
+
+    Llama = llama_cpp().Llama
 
     llm = Llama(model_path=str(gguf), n_ctx=chunk, n_batch=chunk, logits_all=True, n_threads=threads, verbose=False)
     nll, count = 0.0, 0

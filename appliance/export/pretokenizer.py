@@ -84,7 +84,9 @@ def special_flags(tokenizer) -> dict:
 def compare(gguf_path: Path, tokenizer, text: str = TEST_TEXT) -> Difference | None:
     """None when llama.cpp (vocab only) and the HF tokenizer give identical token ids for `text`, including the
     BOS/EOS each adds on its own."""
-    from llama_cpp import Llama
+    from ..llamacpp import llama_cpp
+
+    Llama = llama_cpp().Llama
 
     hf_ids = tokenizer(text, add_special_tokens=True)["input_ids"]
     try:

@@ -33,7 +33,9 @@ FTYPES = {
 
 def quantize(src: Path, dst: Path, qtype: str, *, threads: int | None = None) -> Path:
     """Write `src` quantized to `qtype` at `dst` (temporary name, then renamed). Returns dst."""
-    import llama_cpp
+    from ..llamacpp import llama_cpp as load
+
+    llama_cpp = load()
 
     if qtype not in FTYPES:
         raise AirlockError(f"unknown quantization type {qtype!r}", fix=f"use one of {', '.join(FTYPES)}")
