@@ -32,6 +32,18 @@ class StopFlag:
         print(f"{self.signal_name} received: saving a checkpoint at the end of this step, then stopping", flush=True)
 
 
+def peak_memory() -> dict:
+    """Peak resident memory of this process, and peak GPU memory allocated by torch where there is a GPU (MiB)."""
+    import torch
+
+    from .resources import peak_rss_mb
+
+    peak = {"peak_rss_mb": round(peak_rss_mb())}
+    if torch.cuda.is_available():
+        peak["peak_vram_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
+    return peak
+
+
 def _round(value, digits=6):
     return None if value is None else round(float(value), digits)
 
@@ -81,6 +93,7 @@ class JobReporter(TrainerCallback):
             self.last_tokens, self.last_time = tokens, now
         if record["loss"] is None and record["eval_loss"] is None:
             return  # the end-of-training summary (train_runtime etc.), not a log step
+        record.update(peak_memory())
         self.job.append_metrics(record)
         if self.job.raw_status().get("state") != "stopping":
             self.job.set_status(step=state.global_step, max_steps=state.max_steps, message="training")
