@@ -10,7 +10,7 @@ from pathlib import Path
 
 from appliance.errors import AirlockError
 
-from .layout import READY
+from .layout import READY, UNPACKED
 
 MAX_MEMBERS = 2_000_000
 
@@ -72,7 +72,7 @@ def unpack_conda(archive: Path, env_dir: Path, unpacked_size: int) -> Path:
     """Like install.sh's step: extract (filtered, bounded by the signed unpacked size) and conda-unpack."""
     import shutil
 
-    if (env_dir / READY).is_file():
+    if (env_dir / READY).is_file() or (env_dir / UNPACKED).is_file():
         return env_dir
     shutil.rmtree(env_dir, ignore_errors=True)
     env_dir.mkdir(parents=True)
@@ -91,6 +91,7 @@ def unpack_conda(archive: Path, env_dir: Path, unpacked_size: int) -> Path:
     if run.returncode != 0:
         raise AirlockError(f"conda-unpack failed:\n{run.stderr[-1500:]}", where=str(env_dir),
                            fix="the packed env does not run on this host (wrong OS/arch?)")
+    (env_dir / UNPACKED).write_text("")
     return env_dir
 
 

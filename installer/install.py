@@ -126,10 +126,12 @@ def _install(auth: verify.Authenticated, lay: Layout, env_dir, python, allow_dow
     undo.add(lambda: [lay.drop_blob(sha) for sha in written])
     step(f"extracting {m.packed_size() / 2**20:.1f} MiB into the store (hash-checked)")
     with bar("extract + verify", m.packed_size()) as advance:
-        extract_blobs(auth.bundle, m, lay.store, advance, written=written)
+        extract_blobs(auth.bundle, m, lay.store, advance, written=written,
+                      on_blob=lambda sha: step(f"blob {sha[:16]} stored"))
     stage = lay.stage_release(m.release)
     undo.add(lambda: shutil.rmtree(stage, ignore_errors=True))
     _build_release(auth, lay, stage)
+    step(f"release staged: {stage.name}")
     env = _env(m, lay, env_dir, python, undo)
     if m.wheels and not (env and (env / envsetup.READY).is_file()):  # a ready env of this content has them all
         step("installing wheels offline (pip --no-index --require-hashes, hashes from the signed manifest)")
@@ -201,7 +203,8 @@ def _env(m: Manifest, lay: Layout, env_dir: Path | None, python: Path | None, un
     if not final.parent.is_dir():
         final.parent.mkdir(parents=True)
         undo.add(final.parent.rmdir)  # runs last: only when empty again
-    undo.add(lambda: shutil.rmtree(final, ignore_errors=True))
+    if not final.exists():  # one a killed run left is not this run's to take back
+        undo.add(lambda: shutil.rmtree(final, ignore_errors=True))
     if m.env.mode == "conda":
         step("unpacking the conda env (conda-unpack)")
         return envsetup.unpack_conda(lay.store / m.env.sha256, final, m.env.unpacked_size)

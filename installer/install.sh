@@ -232,7 +232,8 @@ ENVDIR=$TARGET/envs/$ENVNAME
 rm -rf -- "$TARGET/envs/.$ENVNAME.staging-"*
 case $ENV_MODE in
     conda)
-        if [ ! -f "$ENVDIR/.airlock-env-ready" ]; then
+        # .airlock-env-ready: complete (a release committed with it); .airlock-env-unpacked: unpacked, wheels to come
+        if [ ! -f "$ENVDIR/.airlock-env-ready" ] && [ ! -f "$ENVDIR/.airlock-env-unpacked" ]; then
             archive=$WORK/env.tar.gz
             if [ -n "$ENV_OFFSET" ]; then
                 # the chunks in signed order, cut at the env blob's signed offset and size, into a private copy
@@ -262,7 +263,7 @@ case $ENV_MODE in
             [ -x "$ENVDIR/bin/python" ] && [ -f "$ENVDIR/bin/conda-unpack" ] || die "the packed env has no bin/python"
             # conda-unpack's shebang is '#!/usr/bin/env python': run it with the env's own python.
             "$ENVDIR/bin/python" "$ENVDIR/bin/conda-unpack" || die "conda-unpack failed"
-            : > "$ENVDIR/.airlock-env-ready"
+            : > "$ENVDIR/.airlock-env-unpacked"
         fi
         PY=$ENVDIR/bin/python ;;
     wheelhouse)

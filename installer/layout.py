@@ -19,7 +19,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-READY = ".airlock-env-ready"
+READY = ".airlock-env-ready"  # the env is complete: a release was committed with it (shared by later ones)
+UNPACKED = ".airlock-env-unpacked"  # a conda env is unpacked and conda-unpack ran; its wheels may still be due
 
 
 class Layout:

@@ -1,15 +1,21 @@
 """Progress bars with sizes and rates (rich when it is there) and plain one-line steps otherwise.
 
 The installer also runs in a bare env where rich may be missing: then it prints a line per step. Step lines go to
-stdout and are flushed, so a log over SSH (or a test watching for a step) sees them as they happen.
+stdout and are flushed, so a log over SSH (or a test watching for a step) sees them as they happen. With
+AIRLOCK_HOLD_AT=TEXT set, the step whose message holds TEXT waits there (the kill -9 tests use it).
 """
 
 import contextlib
+import os
 import sys
+import time
 
 
 def step(message: str) -> None:
     print(f"[airlock] {message}", flush=True)
+    hold = os.environ.get("AIRLOCK_HOLD_AT")
+    if hold and hold in message:  # crash tests: stop here so that their kill -9 lands at a known point
+        time.sleep(3600)
 
 
 @contextlib.contextmanager

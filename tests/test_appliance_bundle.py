@@ -20,7 +20,7 @@ import yaml
 
 from conftest import CAN_UNSHARE
 from test_bundle_registry import _registry_answers
-from tiny_model import FACTS
+from tiny_model import FACTS, write_lora_config
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.appliance, pytest.mark.registry,
@@ -90,12 +90,7 @@ def test_installed_airlock_runs_the_pipeline_offline(appliance, tmp_path):
     work = appliance["root"] / "work"
     data = appliance["site"] / "current" / "airlock" / "files" / "datasets" / "facts.jsonl"
     assert "result: ok" in airlock(appliance, "data", "check", data).stdout
-    config = work / "tiny.yaml"
-    config.write_text(yaml.safe_dump({
-        "model": "airlock-test/tiny-llama", "method": "lora", "learning_rate": 5e-3, "max_steps": 100,
-        "lora_rank": 32, "lora_alpha": 64, "lora_dropout": 0.0, "lora_target": ["all-linear"],
-        "per_device_train_batch_size": 8, "logging_steps": 10, "save_steps": 50, "seed": 0,
-        "data": {"path": str(data), "cutoff_len": 64}}))
+    config = write_lora_config(work / "tiny.yaml", data)
     out = airlock(appliance, "train", config, "--name", "appliance").stdout
     job = next(line.split()[1] for line in out.splitlines() if line.startswith("job ") and "started" in line)
     airlock(appliance, "merge", job, "--out", work / "merged")

@@ -106,6 +106,14 @@ def _sdist(tmp_path: Path, name: str, compiled: bool) -> Path:
     return out
 
 
+def _build_from_sdist(tmp_path: Path, name: str, compiled: bool) -> Path:
+    index = _sdist(tmp_path, name, compiled)
+    dest = tmp_path / "wheels"
+    dest.mkdir()
+    build_sdist_only([f"{name}==1.0"], dest, WheelsSpec(find_links=[index]), None, log=lambda m: None)
+    return dest
+
+
 def _registry():
     """The sdists below are found in find_links; building them fetches setuptools from the registry."""
     from test_bundle_registry import _registry_answers
@@ -116,23 +124,17 @@ def _registry():
 @pytest.mark.registry
 @_registry()
 def test_a_pure_python_sdist_is_built_into_a_wheel(tmp_path):
-    index = _sdist(tmp_path, "airlock_pure_only", compiled=False)
-    dest = tmp_path / "wheels"
-    dest.mkdir()
-    build_sdist_only(["airlock_pure_only==1.0"], dest, WheelsSpec(find_links=[index]), None, log=lambda m: None)
+    dest = _build_from_sdist(tmp_path, "airlock_pure_only", compiled=False)
     assert [p.name for p in dest.iterdir()] == ["airlock_pure_only-1.0-py3-none-any.whl"]
 
 
 @pytest.mark.registry
 @_registry()
 def test_a_compiled_sdist_is_refused_naming_it(tmp_path):
-    index = _sdist(tmp_path, "airlock_compiled", compiled=True)
-    dest = tmp_path / "wheels"
-    dest.mkdir()
     with pytest.raises(AirlockError, match="airlock_compiled==1.0 has no wheel for the target, and its sdist "
                                            "compiles code") as err:
-        build_sdist_only(["airlock_compiled==1.0"], dest, WheelsSpec(find_links=[index]), None, log=lambda m: None)
-    assert "wheels.files" in err.value.fix and not list(dest.iterdir())
+        _build_from_sdist(tmp_path, "airlock_compiled", compiled=True)
+    assert "wheels.files" in err.value.fix and not list((tmp_path / "wheels").iterdir())
 
 
 def test_llama_cpp_build_flags_follow_the_target(monkeypatch):

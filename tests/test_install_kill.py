@@ -39,8 +39,9 @@ def reference(good_bundle, kit, tmp_path_factory):
 @pytest.mark.parametrize("point", ["signature OK", "stored", "release staged", "installing wheels", "-> HF cache"])
 def test_kill9_then_rerun(point, good_bundle, kit, reference, tmp_path):
     site = tmp_path / "site"
+    # the installer holds right after printing `point` (AIRLOCK_HOLD_AT), so the kill lands there every time
     proc = subprocess.Popen(_install_argv(good_bundle, site, kit["public"]), stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
+                            stderr=subprocess.DEVNULL, text=True, env=dict(os.environ, AIRLOCK_HOLD_AT=point))
     seen = ""
     for line in proc.stdout:
         seen += line

@@ -84,19 +84,15 @@ PIPELINE = all((Path(__file__).resolve().parents[1] / "appliance" / "commands" /
 @pytest.mark.skipif(not PIPELINE, reason="airlock train/merge/export/chat are not in this checkout yet")
 def test_pipeline_from_installed_location(installed, kit, run_offline, tmp_path):
     """train -> merge -> export gguf -> chat, with the installed env's Python and the installed HF cache."""
-    import yaml
 
     site = installed["site"]
     if not (site / "current" / "tiny-site").exists():
         pytest.skip("needs test_install_sh_offline_round_trip first")
     python = next((site / "envs").iterdir()) / "bin" / "python"
     data = site / "current" / "tiny-site" / "files" / "datasets" / "facts.jsonl"
-    config = tmp_path / "train.yaml"
-    config.write_text(yaml.safe_dump({
-        "model": "airlock-test/tiny-llama", "method": "lora", "learning_rate": 5e-3, "max_steps": 100,
-        "lora_rank": 32, "lora_alpha": 64, "lora_dropout": 0.0, "lora_target": ["all-linear"],
-        "per_device_train_batch_size": 8, "logging_steps": 10, "save_steps": 50, "seed": 0,
-        "data": {"path": str(data), "cutoff_len": 64}}))
+    from tiny_model import write_lora_config
+
+    config = write_lora_config(tmp_path / "train.yaml", data)
     env = {"AIRLOCK_HOME": str(site), "HF_HUB_CACHE": str(site / "hf-cache")}
 
     def airlock(*args):

@@ -100,3 +100,15 @@ if __name__ == "__main__":
     import sys
 
     print(build_tiny_model(Path(sys.argv[1] if len(sys.argv) > 1 else "tiny-model")))
+
+
+def write_lora_config(path: Path, data: Path) -> Path:
+    """A training config that makes the tiny model recall FACTS with LoRA in about 100 steps (a few seconds)."""
+    import yaml
+
+    path.write_text(yaml.safe_dump({
+        "model": REPO_ID, "method": "lora", "learning_rate": 5e-3, "max_steps": 100,
+        "lora_rank": 32, "lora_alpha": 64, "lora_dropout": 0.0, "lora_target": ["all-linear"],
+        "per_device_train_batch_size": 8, "logging_steps": 10, "save_steps": 50, "seed": 0,
+        "data": {"path": str(data), "cutoff_len": 64}}))
+    return path
