@@ -32,6 +32,7 @@ OFFLINE_ENV = {
     "COMET_MODE": "DISABLED",
     "GIT_TERMINAL_PROMPT": "0",
     "TOKENIZERS_PARALLELISM": "false",
+    "OTEL_SDK_DISABLED": "true",  # fastapi depends on opentelemetry's API; no exporter may start
 }
 
 _LOOPBACK = ("127.", "::1", "localhost")

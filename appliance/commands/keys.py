@@ -1,4 +1,5 @@
-"""`airlock keys generate`: a minisign key pair for signing bundles (secret key 0600, no password)."""
+"""`airlock keys generate`: a minisign key pair for signing bundles (secret key 0600, no password).
+`airlock keys api create|list|revoke|rotate`: API keys for `airlock serve` (appliance.serve.keys)."""
 
 from pathlib import Path
 
@@ -11,6 +12,78 @@ def register(sub) -> None:
     g.add_argument("--name", default="airlock", help="file name stem (default airlock)")
     g.add_argument("--force", action="store_true", help="replace an existing key pair")
     g.set_defaults(func=generate)
+
+    a = ks.add_parser("api", help="API keys for `airlock serve`")
+    acts = a.add_subparsers(dest="api_cmd", metavar="ACTION", required=True)
+    c = acts.add_parser("create", help="a new key (shown once, stored only as a salted hash)")
+    c.add_argument("--name", required=True, help="who or what uses it (lower-case, digits, '-')")
+    c.add_argument("--rpm", type=int, help="requests per minute")
+    c.add_argument("--tpm", type=int, help="tokens (prompt + answer) per minute")
+    c.add_argument("--quota-tokens", type=int, help="tokens over the key's life")
+    c.add_argument("--expires", help="last valid day, YYYY-MM-DD (UTC)")
+    c.add_argument("--models", help="model ids the key may use, comma separated (default: all)")
+    c.set_defaults(func=api_create)
+    acts.add_parser("list", help="every key with its limits and usage (never the secret)").set_defaults(func=api_list)
+    for name, helptext, func in (("revoke", "stop a key at once", api_revoke),
+                                 ("rotate", "a new secret for a key, same limits; the old one stops", api_rotate)):
+        r = acts.add_parser(name, help=helptext)
+        r.add_argument("name")
+        r.set_defaults(func=func)
+
+
+def api_create(args) -> int:
+    from ..registry import audit
+    from ..serve import keys
+
+    models = [m.strip() for m in args.models.split(",")] if args.models else []
+    secret = keys.create(args.name, rpm=args.rpm, tpm=args.tpm, quota_tokens=args.quota_tokens,
+                         expires=args.expires, models=models)
+    audit("api-key-create", name=args.name, rpm=args.rpm, tpm=args.tpm, quota_tokens=args.quota_tokens,
+          expires=args.expires, models=models)
+    print(secret)
+    print(f"# the key for {args.name!r}: shown this once, stored only as a salted hash", flush=True)
+    return 0
+
+
+def api_list(args) -> int:
+    import json
+
+    from ..paths import home
+    from ..serve import keys
+
+    usage_file = home() / "serve" / "usage.json"
+    usage = json.loads(usage_file.read_text()) if usage_file.is_file() else {}
+    rows = keys.load()
+    if not rows:
+        print("no API keys (create one: airlock keys api create --name app1)")
+        return 0
+    print(f"{'NAME':<16} {'STATE':<10} {'RPM':>6} {'TPM':>8} {'QUOTA':>10} {'USED':>10} {'EXPIRES':<10} MODELS")
+    for k in rows.values():
+        state = "revoked" if k.revoked else ("expired" if k.expired() else "active")
+        print(f"{k.name:<16} {state:<10} {k.rpm or '-':>6} {k.tpm or '-':>8} {k.quota_tokens or '-':>10} "
+              f"{usage.get(k.name, 0):>10} {k.expires or '-':<10} {','.join(k.models) or 'all'}")
+    return 0
+
+
+def api_revoke(args) -> int:
+    from ..registry import audit
+    from ..serve import keys
+
+    keys.revoke(args.name)
+    audit("api-key-revoke", name=args.name)
+    print(f"revoked {args.name}: a running server refuses it from its next request")
+    return 0
+
+
+def api_rotate(args) -> int:
+    from ..registry import audit
+    from ..serve import keys
+
+    secret = keys.rotate(args.name)
+    audit("api-key-rotate", name=args.name)
+    print(secret)
+    print(f"# the new key for {args.name!r}; the old one no longer works", flush=True)
+    return 0
 
 
 def generate(args) -> int:

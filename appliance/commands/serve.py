@@ -1,0 +1,55 @@
+"""`airlock serve MODEL... [--host H] [--port P] [--detach]`: models as an OpenAI-compatible service with API keys,
+rates and quotas. The work is in appliance.serve (server.py says what MODEL may be and what is safe by default)."""
+
+from pathlib import Path
+
+
+def register(sub) -> None:
+    p = sub.add_parser("serve", help="serve models over an OpenAI-compatible HTTP API (keys, limits, quotas)")
+    p.add_argument("models", nargs="+", metavar="MODEL",
+                   help="a GGUF export (registry id or path), a job id or an HF model directory")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; any other needs a key)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--parallel", type=int, default=4, help="answers generated at once per GGUF model (default 4)")
+    p.add_argument("--ctx", type=int, default=2048, help="context per answer in tokens (default 2048)")
+    p.add_argument("--threads", type=int, help="CPU threads for llama.cpp (default: physical cores)")
+    p.add_argument("--max-tokens", type=int, default=1024, help="the most tokens one request may ask for")
+    p.add_argument("--max-request-bytes", type=int, default=1 << 20, help="largest request body (default 1 MiB)")
+    p.add_argument("--tls-cert", type=Path, help="PEM certificate for HTTPS")
+    p.add_argument("--tls-key", type=Path, help="PEM private key for HTTPS")
+    p.add_argument("--log-prompts", action="store_true", help="write prompts to the audit log (off by default)")
+    p.add_argument("--engine", choices=("llama", "vllm"), default="llama",
+                   help="llama: llama.cpp for GGUF, transformers for HF directories; vllm: vLLM on a CUDA host")
+    p.add_argument("--vllm-arg", action="append", default=[], metavar="ARG", help="passed to vLLM (repeatable)")
+    p.add_argument("--detach", action="store_true", help="run as a job: `airlock jobs list|logs|stop` manage it")
+    p.add_argument("--name", help="the job's name (with --detach)")
+    p.set_defaults(func=run, offline=True)
+
+
+def run(args) -> int:
+    import sys
+
+    from ..serve.server import ServeConfig, serve
+
+    cfg = ServeConfig(models=args.models, host=args.host, port=args.port, engine=args.engine,
+                      parallel=args.parallel, ctx=args.ctx, threads=args.threads, max_tokens=args.max_tokens,
+                      max_request_bytes=args.max_request_bytes,
+                      tls_cert=str(args.tls_cert) if args.tls_cert else None,
+                      tls_key=str(args.tls_key) if args.tls_key else None, log_prompts=args.log_prompts,
+                      vllm_args=args.vllm_arg)
+    if not args.detach:
+        return serve(cfg)
+    from dataclasses import asdict
+
+    from ..jobs import create_job, start_detached
+    from ..paths import home
+    from ..serve.guard import Guard
+    from ..serve.server import check_safety, is_loopback
+
+    check_safety(cfg, Guard(open_access=is_loopback(cfg.host), home=home()))  # refuse before a job exists
+    job = create_job("serve", asdict(cfg), ["airlock", *sys.argv[1:]], args.name or "serve",
+                     runner="appliance.serve.server:run_job")
+    pid = start_detached(job)
+    print(f"job {job.id} started (pid {pid}): serving {', '.join(args.models)} on {cfg.host}:{cfg.port}")
+    print(f"follow: airlock jobs logs -f {job.id}\nstop:   airlock jobs stop {job.id}")
+    return 0

@@ -1,0 +1,213 @@
+"""The HTTP face of `airlock serve`: an OpenAI-compatible API (FastAPI + sse-starlette) over the engines.
+
+    POST /v1/chat/completions   POST /v1/completions   GET /v1/models   GET /health   GET /metrics
+
+Every request is authenticated and admitted by the Guard (keys, model permission, quota, rates), answered by its
+model's engine (streamed as server-sent events, or whole), counted (Prometheus, job metrics) and audited. A client
+that goes away mid-answer frees its slot: its request is cancelled in the engine at the next step.
+"""
+
+import asyncio
+import json
+import time
+
+from fastapi import FastAPI, Request as HttpRequest
+from fastapi.responses import JSONResponse, Response
+from sse_starlette.sse import EventSourceResponse
+from starlette.concurrency import run_in_threadpool
+
+from ..errors import AirlockError
+from . import protocol
+from .engine import Request
+from .guard import Denied, Guard
+from .metrics import ServeMetrics
+
+
+def create_app(engines: dict, guard: Guard, *, max_tokens: int = 1024, max_request_bytes: int = 1 << 20,
+               metrics: ServeMetrics | None = None) -> FastAPI:
+    app = FastAPI(title="Airlock", docs_url=None, redoc_url=None, openapi_url=None)
+    metrics = metrics or ServeMetrics()
+    app.state.metrics, app.state.engines, app.state.guard = metrics, engines, guard
+
+    def fail(status: int, message: str, kind: str, param: str | None = None, retry_after: int | None = None,
+             key=None, model=None) -> JSONResponse:
+        metrics.record(model, key.name if key else None, status)
+        guard.audit(key, model, status, error=message)
+        headers = {"Retry-After": str(retry_after)} if retry_after else {}
+        if status == 401:
+            headers["WWW-Authenticate"] = "Bearer"
+        return JSONResponse(protocol.error(message, kind, param), status_code=status, headers=headers)
+
+    async def read_json(request: HttpRequest):
+        size = int(request.headers.get("content-length") or 0)
+        body = await request.body() if size <= max_request_bytes else b""
+        if size > max_request_bytes or len(body) > max_request_bytes:
+            raise Denied(413, f"the request is larger than {max_request_bytes} bytes", "request_too_large")
+        try:
+            return json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise protocol.BadRequest(f"the body is not JSON: {exc}") from None
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok", "models": sorted(engines),
+                "queued": sum(e.queued() for e in engines.values()), "active": sum(e.busy for e in engines.values())}
+
+    @app.get("/metrics")
+    async def prometheus(request: HttpRequest):
+        try:
+            guard.authenticate(request.headers.get("authorization"))
+        except Denied as d:
+            return fail(d.status, d.message, d.kind)
+        for name, engine in engines.items():
+            metrics.active.labels(name).set(engine.busy)
+            metrics.queued.labels(name).set(engine.queued())
+        return Response(metrics.exposition(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/v1/models")
+    async def list_models(request: HttpRequest):
+        try:
+            key = guard.authenticate(request.headers.get("authorization"))
+        except Denied as d:
+            return fail(d.status, d.message, d.kind)
+        now = int(time.time())
+        return {"object": "list", "data": [{"id": name, "object": "model", "created": now, "owned_by": "airlock"}
+                                           for name in sorted(engines) if key is None or key.allows(name)]}
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: HttpRequest):
+        return await generate(request, chat=True)
+
+    @app.post("/v1/completions")
+    async def completions(request: HttpRequest):
+        return await generate(request, chat=False)
+
+    async def generate(http: HttpRequest, chat: bool):
+        started, key, model = time.monotonic(), None, None
+        try:
+            key = guard.authenticate(http.headers.get("authorization"))
+            body = await read_json(http)
+            if chat:
+                model, messages, sampling, stream, include_usage = protocol.chat_request(body, max_tokens)
+            else:
+                model, prompt, sampling, stream, include_usage = protocol.completion_request(body, max_tokens)
+            engine = engines.get(model)
+            if engine is None:
+                raise Denied(404, f"no model {model!r} here (see GET /v1/models)", "model_not_found")
+            text = engine.render(messages)[0] if chat else prompt
+            tokens = await run_in_threadpool(engine.tokenize, text)
+            guard.admit(key, model, len(tokens))
+            loop, events = asyncio.get_running_loop(), asyncio.Queue()
+            request = Request(tokens, sampling, emit=lambda kind, value: loop.call_soon_threadsafe(
+                events.put_nowait, (kind, value)))
+            if not getattr(engine, "proxy", False):
+                engine.submit(request)
+        except Denied as d:
+            return fail(d.status, d.message, d.kind, retry_after=d.retry_after, key=key, model=model)
+        except protocol.BadRequest as exc:
+            return fail(400, exc.message, "invalid_request_error", exc.param, key=key, model=model)
+        except AirlockError as exc:
+            return fail(400, exc.message, "invalid_request_error", exc.where, key=key, model=model)
+        rid = protocol.new_id("chatcmpl" if chat else "cmpl")
+        facts = {"key": key, "model": model, "request": request, "started": started, "prompt": text}
+        if getattr(engine, "proxy", False):
+            return await proxied(engine, chat, body, stream, include_usage, facts)
+        if stream:
+            return EventSourceResponse(stream_events(rid, chat, events, include_usage, facts), ping=15)
+        return await whole_answer(http, rid, chat, events, facts)
+
+    def finished(facts: dict, status: int, reason: str) -> None:
+        request, key, model = facts["request"], facts["key"], facts["model"]
+        n_prompt, n_completion = len(request.tokens), request.completion_tokens
+        guard.charge(key, n_completion, n_prompt)
+        metrics.record(model, key.name if key else None, status, n_prompt, n_completion)
+        if request.first_token_at:
+            metrics.ttft.labels(model).observe(request.first_token_at - request.queued_at)
+        metrics.duration.labels(model).observe(time.monotonic() - facts["started"])
+        guard.audit(key, model, status, n_prompt, n_completion, finish=reason, prompt=facts["prompt"],
+                    seconds=round(time.monotonic() - facts["started"], 3))
+
+    async def whole_answer(http: HttpRequest, rid: str, chat: bool, events: asyncio.Queue, facts: dict):
+        pieces, reason = [], "error"
+        while True:
+            try:
+                kind, value = await asyncio.wait_for(events.get(), timeout=0.5)
+            except asyncio.TimeoutError:
+                if await http.is_disconnected():
+                    facts["request"].cancelled.set()
+                continue
+            if kind == "text":
+                pieces.append(value)
+                continue
+            reason = value
+            break
+        request = facts["request"]
+        if reason == "cancelled":
+            finished(facts, 499, reason)
+            return Response(status_code=499)
+        if reason.startswith("error"):
+            finished(facts, 500, reason)
+            return JSONResponse(protocol.error(reason, "server_error"), status_code=500)
+        finished(facts, 200, reason)
+        make = protocol.chat_response if chat else protocol.completion_response
+        return make(rid, facts["model"], "".join(pieces), reason, len(request.tokens), request.completion_tokens)
+
+    async def stream_events(rid: str, chat: bool, events: asyncio.Queue, include_usage: bool, facts: dict):
+        model, request, reason = facts["model"], facts["request"], "cancelled"
+        try:
+            if chat:
+                yield {"data": json.dumps(protocol.chat_chunk(rid, model, {"role": "assistant", "content": ""}))}
+            while True:
+                kind, value = await events.get()
+                if kind == "text":
+                    chunk = protocol.chat_chunk(rid, model, {"content": value}) if chat else \
+                        protocol.completion_chunk(rid, model, value)
+                    yield {"data": json.dumps(chunk)}
+                    continue
+                reason = value
+                break
+            if reason.startswith("error"):
+                yield {"data": json.dumps(protocol.error(reason, "server_error"))}
+            else:
+                final = protocol.chat_chunk(rid, model, {}, reason) if chat else \
+                    protocol.completion_chunk(rid, model, "", reason)
+                yield {"data": json.dumps(final)}
+                if include_usage:
+                    use = protocol.usage(len(request.tokens), request.completion_tokens)
+                    yield {"data": json.dumps(protocol.chat_chunk(rid, model, None, use=use) if chat else
+                                              protocol.completion_chunk(rid, model, None, use=use))}
+            yield {"data": "[DONE]"}
+        finally:
+            if reason == "cancelled":  # the client went away: free the slot
+                request.cancelled.set()
+            finished(facts, 200 if reason in ("stop", "length") else (499 if reason == "cancelled" else 500), reason)
+
+    async def proxied(engine, chat: bool, body: dict, stream: bool, include_usage: bool, facts: dict):
+        """An upstream OpenAI server (vLLM) answers; keys, limits, counts and audit stay here."""
+        from .vllm import usage_of
+
+        request = facts["request"]
+        status, result = await engine.forward("/v1/chat/completions" if chat else "/v1/completions", body, stream)
+        if not stream:
+            request.completion_tokens = (result.get("usage") or {}).get("completion_tokens", 0) if status == 200 else 0
+            finished(facts, status, (result.get("choices") or [{}])[0].get("finish_reason") or "error")
+            return JSONResponse(dict(result, model=facts["model"]) if status == 200 else result, status_code=status)
+
+        async def relay():
+            reason = "cancelled"
+            try:
+                async for data in result:
+                    if data == "[DONE]":
+                        reason = "stop"
+                        yield {"data": data}
+                        break
+                    if use := usage_of(data):
+                        request.completion_tokens = use.get("completion_tokens", 0)
+                        if not include_usage:
+                            continue
+                    yield {"data": data}
+            finally:
+                finished(facts, 200 if reason == "stop" else 499, reason)
+        return EventSourceResponse(relay(), ping=15)
+
+    return app

@@ -1,0 +1,285 @@
+"""Generation for `airlock serve`: one GGUF through llama.cpp with continuous batching, many requests at once.
+
+A single engine thread owns a llama.cpp context with `slots` sequences. Each step it builds one batch from every
+busy slot: the next token of each answer being generated, then as much of the waiting prompts as fits, and calls
+llama_decode once (ctypes releases the GIL, so the HTTP server keeps serving). A finished or cancelled request
+frees its slot (its KV cache entries are removed) and a waiting one takes it at the next step. Compared with a
+lock around one sequence, the weights are read once per step for all the answers in flight.
+
+Prompts are rendered with the chat template stored in the GGUF (the one training used: the same renderer as
+`airlock chat`) and tokenized the way llama-cpp-python does, so a greedy answer here equals `airlock chat`'s.
+"""
+
+import ctypes
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import AirlockError
+
+
+@dataclass
+class Sampling:
+    max_tokens: int = 256
+    temperature: float = 0.0  # 0: greedy
+    top_p: float = 1.0
+    top_k: int = 0
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Request:
+    """One generation; `emit(kind, value)` is called from the engine thread: ("text", str), then ("done", reason)
+    with reason stop | length | cancelled | error."""
+
+    tokens: list[int]
+    sampling: Sampling
+    emit: object
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    completion_tokens: int = 0
+    queued_at: float = field(default_factory=time.monotonic)
+    first_token_at: float | None = None
+
+
+class _Slot:
+    def __init__(self, seq: int):
+        self.seq = seq
+        self.request: Request | None = None
+
+    def start(self, request: Request) -> None:
+        self.request, self.pending, self.pos = request, list(request.tokens), 0
+        self.next_token = None
+        self.bytes, self.text = b"", ""
+        self.rng = np.random.default_rng(request.sampling.seed)
+
+
+class LlamaEngine:
+    """A GGUF model served by llama.cpp with `slots` parallel sequences of `ctx_per_slot` tokens each."""
+
+    kind = "llama.cpp"
+
+    def __init__(self, path: Path, *, slots: int = 8, ctx_per_slot: int = 2048, threads: int | None = None,
+                 n_batch: int = 512):
+        from ..chat import check_gguf, default_threads, _gguf_context_length
+        from ..llamacpp import llama_cpp
+
+        self.lc = lc = llama_cpp()
+        check_gguf(Path(path))
+        trained = _gguf_context_length(Path(path))
+        self.ctx_per_slot = min(ctx_per_slot, trained) if trained else ctx_per_slot
+        threads = threads or default_threads()
+        try:  # the model, its tokenizer and chat template; its own small context only tokenizes
+            self.llm = lc.Llama(model_path=str(path), n_ctx=64, n_batch=64, n_threads=threads, verbose=False)
+        except (ValueError, RuntimeError) as exc:
+            raise AirlockError(f"llama.cpp cannot load the model: {exc}", where=str(path),
+                               fix="re-export it (`airlock export gguf ...`)") from None
+        params = lc.llama_context_params.from_buffer_copy(self.llm.context_params)  # as `airlock chat` has them
+        params.n_ctx = self.ctx_per_slot * slots
+        params.n_batch = params.n_ubatch = n_batch
+        params.n_seq_max = slots
+        params.n_threads = params.n_threads_batch = threads
+        params.kv_unified = False  # each slot its own KV cells: no answer attends to another's
+        params.no_perf = True
+        self.ctx = lc.llama_init_from_model(self.llm._model.model, params)
+        if not self.ctx:
+            raise AirlockError("llama.cpp could not make a context for the server", where=str(path),
+                               fix="lower --parallel or --ctx (memory)")
+        self.memory = lc.llama_get_memory(self.ctx)
+        self.vocab = lc.llama_model_get_vocab(self.llm._model.model)
+        self.n_vocab = lc.llama_vocab_n_tokens(self.vocab)
+        self.n_batch = n_batch
+        self.batch = lc.llama_batch_init(n_batch, 0, 1)
+        self.slots = [_Slot(i) for i in range(slots)]
+        self.waiting: queue.Queue[Request] = queue.Queue()
+        self.stopping = threading.Event()
+        self.busy = 0
+        self.thread = threading.Thread(target=self._loop, name="llama-engine", daemon=True)
+        self.thread.start()
+
+    # ------------------------------------------------------------------ the request side
+    def render(self, messages: list[dict]) -> tuple[str, list[str]]:
+        """(prompt text, extra stop strings) with the GGUF's own chat template, as `airlock chat` renders it."""
+        from ..chat import _render_gguf_template
+
+        return _render_gguf_template(self.llm, messages), []
+
+    def tokenize(self, text: str) -> list[int]:
+        return self.llm.tokenize(text.encode("utf-8"), special=True)
+
+    def submit(self, request: Request) -> None:
+        if self.stopping.is_set():
+            raise AirlockError("the server is shutting down", fix="retry against another server")
+        if len(request.tokens) + request.sampling.max_tokens > self.ctx_per_slot:
+            raise AirlockError(f"the prompt ({len(request.tokens)} tokens) and max_tokens "
+                               f"({request.sampling.max_tokens}) exceed the context of {self.ctx_per_slot} tokens",
+                               where="messages", fix="shorten the prompt or lower max_tokens")
+        self.waiting.put(request)
+
+    def queued(self) -> int:
+        return self.waiting.qsize()
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop taking work, cancel what is queued, let running answers end (or cancel them after `timeout`)."""
+        self.stopping.set()
+        while True:
+            try:
+                self.waiting.get_nowait().cancelled.set()
+            except queue.Empty:
+                break
+        deadline = time.monotonic() + timeout
+        while self.busy and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for slot in self.slots:
+            if slot.request:
+                slot.request.cancelled.set()
+        self.thread.join(timeout=10)
+        self.lc.llama_batch_free(self.batch)
+        self.lc.llama_free(self.ctx)
+        self.llm.close()
+
+    # ------------------------------------------------------------------ the engine thread
+    def _loop(self) -> None:
+        while not (self.stopping.is_set() and not self.busy):
+            self._admit()
+            if not self.busy:
+                continue
+            try:
+                self._step()
+            except Exception as exc:  # a llama.cpp failure ends the answers in flight, not the server
+                for slot in self.slots:
+                    if slot.request:
+                        self._finish(slot, "error", str(exc))
+
+    def _admit(self) -> None:
+        for slot in self.slots:
+            if slot.request is None:
+                try:
+                    request = self.waiting.get(timeout=0.05 if not self.busy else 0)
+                except queue.Empty:
+                    return
+                if request.cancelled.is_set():
+                    request.emit("done", "cancelled")
+                    continue
+                slot.start(request)
+                self.busy += 1
+
+    def _step(self) -> None:
+        lc, batch = self.lc, self.batch
+        entries = []  # (slot, index in batch) whose logits to sample
+        n = 0
+
+        def add(token: int, pos: int, seq: int, logits: bool) -> None:
+            nonlocal n
+            batch.token[n], batch.pos[n], batch.n_seq_id[n] = token, pos, 1
+            batch.seq_id[n][0], batch.logits[n] = seq, logits
+            n += 1
+
+        for slot in self.slots:  # first the answers being generated: one token each, latency matters
+            if slot.request and slot.request.cancelled.is_set():
+                self._finish(slot, "cancelled")
+            elif slot.request and not slot.pending and slot.next_token is not None:
+                add(slot.next_token, slot.pos, slot.seq, True)
+                entries.append((slot, n - 1))
+                slot.pos += 1
+        for slot in self.slots:  # then as much of the waiting prompts as fits
+            if slot.request and slot.pending and n < self.n_batch:
+                take = slot.pending[:self.n_batch - n]
+                slot.pending = slot.pending[len(take):]
+                for i, token in enumerate(take):
+                    last = not slot.pending and i == len(take) - 1
+                    add(token, slot.pos, slot.seq, last)
+                    slot.pos += 1
+                if not slot.pending:
+                    entries.append((slot, n - 1))
+        if not n:
+            return
+        batch.n_tokens = n
+        code = lc.llama_decode(self.ctx, batch)
+        if code != 0:
+            raise RuntimeError(f"llama_decode returned {code} (KV cache full?)")
+        for slot, index in entries:
+            logits = np.ctypeslib.as_array(lc.llama_get_logits_ith(self.ctx, index), shape=(self.n_vocab,))
+            self._accept(slot, self._sample(slot, logits))
+
+    def _sample(self, slot: _Slot, logits: np.ndarray) -> int:
+        s = slot.request.sampling
+        if s.temperature <= 0:
+            return int(np.argmax(logits))  # greedy, first maximum: what llama.cpp's greedy sampler picks
+        scores = logits.astype(np.float64) / s.temperature
+        order = np.argsort(-scores)
+        if s.top_k:
+            order = order[:s.top_k]
+        probs = np.exp(scores[order] - scores[order[0]])
+        probs /= probs.sum()
+        if s.top_p < 1.0:
+            keep = int(np.searchsorted(np.cumsum(probs), s.top_p) + 1)
+            order, probs = order[:keep], probs[:keep] / probs[:keep].sum()
+        return int(order[slot.rng.choice(len(order), p=probs)])
+
+    def _piece(self, token: int) -> bytes:
+        buf = ctypes.create_string_buffer(256)
+        n = self.lc.llama_token_to_piece(self.vocab, token, buf, 256, 0, False)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = self.lc.llama_token_to_piece(self.vocab, token, buf, -n, 0, False)
+        return buf.raw[:n]
+
+    def _accept(self, slot: _Slot, token: int) -> None:
+        request = slot.request
+        if self.lc.llama_vocab_is_eog(self.vocab, token):
+            return self._finish(slot, "stop")
+        request.completion_tokens += 1
+        if request.first_token_at is None:
+            request.first_token_at = time.monotonic()
+        slot.bytes += self._piece(token)
+        text = _complete_utf8(slot.bytes)
+        slot.bytes = slot.bytes[len(text.encode("utf-8")):]
+        if text:
+            self._emit_text(slot, text)
+            if slot.request is None:
+                return
+        if request.completion_tokens >= request.sampling.max_tokens:
+            return self._finish(slot, "length")
+        slot.next_token = token
+
+    def _emit_text(self, slot: _Slot, text: str) -> None:
+        """Send text on, holding back what might be the start of a stop string; end at a stop string."""
+        request = slot.request
+        slot.text += text
+        stops = request.sampling.stop
+        for stop in stops:
+            at = slot.text.find(stop)
+            if at >= 0:
+                if at:
+                    request.emit("text", slot.text[:at])
+                slot.text = ""
+                return self._finish(slot, "stop")
+        hold = max((len(s) - 1 for s in stops if any(slot.text.endswith(s[:k]) for k in range(1, len(s)))), default=0)
+        ready = slot.text[:len(slot.text) - hold] if hold else slot.text
+        if ready:
+            request.emit("text", ready)
+            slot.text = slot.text[len(ready):]
+
+    def _finish(self, slot: _Slot, reason: str, message: str = "") -> None:
+        request = slot.request
+        if reason in ("length", "stop") and slot.text:  # held back for a stop string that never came
+            request.emit("text", slot.text)
+        self.lc.llama_memory_seq_rm(self.memory, slot.seq, -1, -1)
+        slot.request = None
+        self.busy -= 1
+        request.emit("done", reason if not message else f"error: {message}")
+
+
+def _complete_utf8(data: bytes) -> str:
+    """The longest prefix of `data` that is whole UTF-8 characters (a character may span two tokens)."""
+    for cut in range(len(data), max(len(data) - 4, -1), -1):
+        try:
+            return data[:cut].decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+    return data.decode("utf-8", "replace")

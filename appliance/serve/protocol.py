@@ -1,0 +1,171 @@
+"""The OpenAI wire format for `airlock serve`: requests checked field by field (nothing ignored in silence: an
+unsupported field is refused by name), and responses and stream chunks built the way the official client reads.
+"""
+
+import time
+import uuid
+
+from ..errors import AirlockError
+from .engine import Sampling
+
+COMMON = {"model", "stream", "max_tokens", "temperature", "top_p", "top_k", "seed", "stop", "n", "user",
+          "stream_options"}
+CHAT = COMMON | {"messages", "max_completion_tokens"}
+COMPLETION = COMMON | {"prompt"}
+# Fields the API defines that this server does not implement; a request that uses them is refused, never
+# half-served. A neutral value (0, null, false, text) is accepted: clients send the defaults.
+UNSUPPORTED = {"tools": None, "tool_choice": None, "functions": None, "function_call": None, "logprobs": False,
+               "top_logprobs": None, "logit_bias": None, "presence_penalty": 0, "frequency_penalty": 0,
+               "response_format": {"type": "text"}, "echo": False, "best_of": 1, "suffix": None,
+               "parallel_tool_calls": None, "modalities": None, "audio": None, "prediction": None,
+               "reasoning_effort": None, "service_tier": None, "store": False, "metadata": None}
+
+
+class BadRequest(AirlockError):
+    """A request the server refuses with 400, naming the field."""
+
+    def __init__(self, message: str, param: str | None = None):
+        super().__init__(message, where=param)
+        self.param = param
+
+
+def _number(body: dict, name: str, default, lo: float, hi: float, kind=float):
+    value = body.get(name, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)):
+        raise BadRequest(f"'{name}' must be a number", name)
+    if not lo <= value <= hi:
+        raise BadRequest(f"'{name}' must be between {lo} and {hi}", name)
+    return kind(value)
+
+
+def _check_fields(body, allowed: set[str]) -> None:
+    if not isinstance(body, dict):
+        raise BadRequest("the request body must be a JSON object")
+    for name in body:
+        if name in UNSUPPORTED:
+            if body[name] not in (UNSUPPORTED[name], None):
+                raise BadRequest(f"'{name}' is not supported by this server", name)
+        elif name not in allowed:
+            raise BadRequest(f"unknown field '{name}'", name)
+
+
+def sampling(body: dict, cap: int) -> Sampling:
+    if body.get("n", 1) not in (1, None):
+        raise BadRequest("only n=1 is supported", "n")
+    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or min(256, cap)
+    stop = body.get("stop") or []
+    stop = [stop] if isinstance(stop, str) else stop
+    if not isinstance(stop, list) or len(stop) > 4 or not all(isinstance(s, str) and s for s in stop):
+        raise BadRequest("'stop' must be a string or a list of up to 4 non-empty strings", "stop")
+    seed = body.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise BadRequest("'seed' must be an integer", "seed")
+    return Sampling(max_tokens=_number({"max_tokens": max_tokens}, "max_tokens", 256, 1, cap, int),
+                    temperature=_number(body, "temperature", 1.0, 0.0, 2.0),
+                    top_p=_number(body, "top_p", 1.0, 1e-6, 1.0), top_k=_number(body, "top_k", 0, 0, 1000, int),
+                    seed=seed, stop=stop)
+
+
+def _content(message: dict, i: int) -> str:
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # content parts: text only
+        parts = []
+        for part in content:
+            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
+                raise BadRequest(f"messages[{i}]: only text content parts are supported", f"messages[{i}].content")
+            parts.append(part["text"])
+        return "".join(parts)
+    raise BadRequest(f"messages[{i}] has no text content", f"messages[{i}].content")
+
+
+def chat_request(body, cap: int) -> tuple[str, list[dict], Sampling, bool, bool]:
+    """(model, messages, sampling, stream, include_usage) of a /v1/chat/completions body."""
+    _check_fields(body, CHAT)
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise BadRequest("'messages' must be a non-empty list", "messages")
+    clean = []
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant", "developer"):
+            raise BadRequest(f"messages[{i}]: role must be system, user or assistant", f"messages[{i}].role")
+        if extra := set(m) - {"role", "content", "name"}:
+            raise BadRequest(f"messages[{i}]: '{sorted(extra)[0]}' is not supported", f"messages[{i}]")
+        clean.append({"role": "system" if m["role"] == "developer" else m["role"], "content": _content(m, i)})
+    return _model(body), clean, sampling(body, cap), _stream(body), _include_usage(body)
+
+
+def completion_request(body, cap: int) -> tuple[str, str, Sampling, bool, bool]:
+    """(model, prompt, sampling, stream, include_usage) of a /v1/completions body."""
+    _check_fields(body, COMPLETION)
+    prompt = body.get("prompt")
+    if isinstance(prompt, list) and len(prompt) == 1:
+        prompt = prompt[0]
+    if not isinstance(prompt, str):
+        raise BadRequest("'prompt' must be a string", "prompt")
+    return _model(body), prompt, sampling(body, cap), _stream(body), _include_usage(body)
+
+
+def _model(body: dict) -> str:
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        raise BadRequest("'model' is required (see GET /v1/models)", "model")
+    return body["model"]
+
+
+def _stream(body: dict) -> bool:
+    if not isinstance(body.get("stream", False), bool):
+        raise BadRequest("'stream' must be true or false", "stream")
+    return body.get("stream", False)
+
+
+def _include_usage(body: dict) -> bool:
+    options = body.get("stream_options") or {}
+    if not isinstance(options, dict) or set(options) - {"include_usage"}:
+        raise BadRequest("'stream_options' supports include_usage only", "stream_options")
+    return bool(options.get("include_usage"))
+
+
+def error(message: str, kind: str, param: str | None = None, code: str | None = None) -> dict:
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:24]}"
+
+
+def usage(prompt: int, completion: int) -> dict:
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def chat_response(rid: str, model: str, text: str, finish: str, n_prompt: int, n_completion: int) -> dict:
+    return {"id": rid, "object": "chat.completion", "created": int(time.time()), "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish,
+                         "logprobs": None}], "usage": usage(n_prompt, n_completion)}
+
+
+def chat_chunk(rid: str, model: str, delta: dict, finish: str | None = None, use: dict | None = None) -> dict:
+    chunk = {"id": rid, "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
+             "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}] if delta is not None
+             else []}
+    if use is not None:
+        chunk["usage"] = use
+    return chunk
+
+
+def completion_response(rid: str, model: str, text: str, finish: str, n_prompt: int, n_completion: int) -> dict:
+    return {"id": rid, "object": "text_completion", "created": int(time.time()), "model": model,
+            "choices": [{"index": 0, "text": text, "finish_reason": finish, "logprobs": None}],
+            "usage": usage(n_prompt, n_completion)}
+
+
+def completion_chunk(rid: str, model: str, text: str | None, finish: str | None = None,
+                     use: dict | None = None) -> dict:
+    chunk = {"id": rid, "object": "text_completion", "created": int(time.time()), "model": model,
+             "choices": [{"index": 0, "text": text, "finish_reason": finish, "logprobs": None}]
+             if text is not None else []}
+    if use is not None:
+        chunk["usage"] = use
+    return chunk

@@ -1,0 +1,313 @@
+"""`airlock serve` against the official `openai` client and raw HTTP, on loopback, with the connection guard on:
+the embedded model (SmolLM2-135M as a Q8_0 GGUF) for the protocol and the greedy answer, the tiny model for load.
+
+    .venv/bin/python -m pytest tests/test_serve_api.py -q
+"""
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import airlock_argv, wait_for
+
+QUESTION = "Who are you?"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """`airlock serve` in its own AIRLOCK_HOME, with named keys made by the CLI."""
+
+    def __init__(self, home: Path, models: list, *args, keys: dict | None = None):
+        self.home, self.port = home, free_port()
+        self.env = dict(os.environ, AIRLOCK_HOME=str(home), AIRLOCK_NET_GUARD_LOG=str(home / "net-guard.log"))
+        self.keys = {name: self.cli("keys", "api", "create", "--name", name, *flags).stdout.splitlines()[0]
+                     for name, flags in (keys or {}).items()}
+        self.log = open(home / "server.log", "w")
+        self.proc = subprocess.Popen(airlock_argv("serve", *models, "--port", self.port, *args), env=self.env,
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        self.url = f"http://127.0.0.1:{self.port}"
+        wait_for(self.healthy, "the server to answer /health", timeout=120)
+
+    def cli(self, *args, check=True):
+        proc = subprocess.run(airlock_argv(*args), env=self.env, capture_output=True, text=True)
+        assert not check or proc.returncode == 0, proc.stderr
+        return proc
+
+    def healthy(self) -> bool:
+        assert self.proc.poll() is None, (self.home / "server.log").read_text()
+        try:
+            return httpx.get(f"{self.url}/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def audit(self) -> list[dict]:
+        path = self.home / "registry" / "audit.jsonl"
+        return [e for e in map(json.loads, path.read_text().splitlines()) if e["action"] == "serve-request"]
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=60)
+        self.log.close()
+        guard = self.home / "net-guard.log"
+        assert not guard.exists() or not guard.read_text(), f"the server tried to connect out:\n{guard.read_text()}"
+        return self.proc.returncode
+
+
+@pytest.fixture(scope="module")
+def embedded_gguf(tmp_path_factory) -> Path:
+    from appliance.embedded import default_model_path
+    from appliance.export.gguf import convert_model
+
+    snapshot = default_model_path()
+    if snapshot is None:
+        pytest.skip("the embedded default model is not set up (make setup)")
+    return convert_model(snapshot, tmp_path_factory.mktemp("embedded") / "smollm2-q8_0.gguf", "q8_0")
+
+
+@pytest.fixture(scope="module")
+def server(embedded_gguf, tmp_path_factory):
+    home = tmp_path_factory.mktemp("serve-home")
+    s = Server(home, [embedded_gguf], "--parallel", "2", "--ctx", "1024", "--max-tokens", "256",
+               keys={"app1": [], "slow": ["--rpm", "2"], "small": ["--quota-tokens", "40"],
+                     "old": ["--expires", "2020-01-01"], "other": ["--models", "some-other-model"],
+                     "gone": []})
+    s.cli("keys", "api", "revoke", "gone")
+    yield s
+    assert s.stop() == 0
+
+
+def client(server, key="app1"):
+    from openai import OpenAI
+
+    return OpenAI(base_url=f"{server.url}/v1", api_key=server.keys.get(key, key), max_retries=0)
+
+
+def test_serve_openai_client_chat_stream_completions_models(server, embedded_gguf):
+    c = client(server)
+    model = embedded_gguf.stem
+    assert [m.id for m in c.models.list().data] == [model]
+    whole = c.chat.completions.create(model=model, messages=[{"role": "user", "content": QUESTION}],
+                                      temperature=0, max_tokens=24)
+    assert whole.choices[0].message.content and whole.choices[0].finish_reason in ("stop", "length")
+    assert whole.usage.completion_tokens > 0 and whole.usage.prompt_tokens > 5
+    pieces, usage = [], None
+    for chunk in c.chat.completions.create(model=model, messages=[{"role": "user", "content": QUESTION}],
+                                           temperature=0, max_tokens=24, stream=True,
+                                           stream_options={"include_usage": True}):
+        if chunk.choices and chunk.choices[0].delta.content:
+            pieces.append(chunk.choices[0].delta.content)
+        usage = chunk.usage or usage
+    assert "".join(pieces) == whole.choices[0].message.content and usage.completion_tokens == whole.usage.completion_tokens
+    text = c.completions.create(model=model, prompt="The capital of France is", max_tokens=8, temperature=0)
+    assert text.choices[0].text and text.usage.prompt_tokens > 0
+
+
+def test_serve_greedy_answer_equals_airlock_chat(server, embedded_gguf):
+    served = client(server).chat.completions.create(
+        model=embedded_gguf.stem, messages=[{"role": "user", "content": QUESTION}], temperature=0, max_tokens=48)
+    chat = server.cli("chat", embedded_gguf, "--prompt", QUESTION, "--max-tokens", "48")
+    assert served.choices[0].message.content.strip() == chat.stdout.strip()
+
+
+def _status(server, key, body=None, path="/v1/chat/completions"):
+    headers = {"Authorization": f"Bearer {server.keys.get(key, key)}"} if key else {}
+    body = body or {"model": "smollm2-q8_0", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+    return httpx.post(f"{server.url}{path}", json=body, headers=headers, timeout=60)
+
+
+def test_serve_auth_statuses(server):
+    assert _status(server, None).status_code == 401
+    assert _status(server, "alk_app1_" + "x" * 43).status_code == 401
+    assert _status(server, "gone").json()["error"]["message"] == "this API key was revoked"
+    assert "expired" in _status(server, "old").json()["error"]["message"]
+    assert _status(server, "other").status_code == 403
+    assert _status(server, "app1").status_code == 200
+    slow = [_status(server, "slow") for _ in range(3)]
+    assert [r.status_code for r in slow] == [200, 200, 429] and int(slow[2].headers["Retry-After"]) >= 1
+    small = [_status(server, "small") for _ in range(4)]
+    assert small[-1].status_code == 429 and "quota" in small[-1].json()["error"]["message"]
+    assert _status(server, "app1", {"model": "nope", "messages": [{"role": "user", "content": "x"}]}).status_code == 404
+    unsupported = _status(server, "app1", {"model": "smollm2-q8_0", "messages": [{"role": "user", "content": "x"}],
+                                           "tools": [{"type": "function"}]})
+    assert unsupported.status_code == 400 and "'tools' is not supported" in unsupported.json()["error"]["message"]
+    big = httpx.post(f"{server.url}/v1/chat/completions", content=b"x" * (2 << 20), timeout=30,
+                     headers={"Authorization": f"Bearer {server.keys['app1']}", "Content-Type": "application/json"})
+    assert big.status_code == 413
+    stored = (server.home / "serve" / "keys.json").read_text()
+    assert not any(k.split("_", 2)[2] in stored for k in server.keys.values()), "a secret was stored in plain text"
+    metrics = httpx.get(f"{server.url}/metrics", headers={"Authorization": f"Bearer {server.keys['app1']}"}).text
+    assert 'airlock_requests_total{key="slow",model="smollm2-q8_0",status="429"}' in metrics
+
+
+def test_serve_client_disconnect_frees_the_slot(server, embedded_gguf):
+    body = {"model": embedded_gguf.stem, "messages": [{"role": "user", "content": "Write a long story."}],
+            "max_tokens": 250, "stream": True, "temperature": 0}
+    headers = {"Authorization": f"Bearer {server.keys['app1']}"}
+    with httpx.stream("POST", f"{server.url}/v1/chat/completions", json=body, headers=headers, timeout=60) as r:
+        for i, _ in enumerate(r.iter_lines()):
+            if i > 4:
+                break  # hang up mid-answer
+    wait_for(lambda: httpx.get(f"{server.url}/health").json()["active"] == 0, "the slot to be freed", timeout=30)
+    wait_for(lambda: any(e["status"] == 499 for e in server.audit()), "the cancelled request in the audit log", 30)
+    cancelled = [e for e in server.audit() if e["status"] == 499][-1]
+    assert cancelled["completion_tokens"] < 250
+
+
+def test_serve_refuses_an_open_port_without_keys(embedded_gguf, tmp_path):
+    env = dict(os.environ, AIRLOCK_HOME=str(tmp_path))
+    proc = subprocess.run(airlock_argv("serve", embedded_gguf, "--host", "0.0.0.0", "--port", free_port()),
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "without an API key" in proc.stderr and "Traceback" not in proc.stderr
+    assert "airlock keys api create" in proc.stderr
+
+
+@pytest.mark.parametrize("damage", ["missing", "not gguf", "truncated"])
+def test_serve_bad_model_is_a_clear_error_at_start(damage, embedded_gguf, tmp_path):
+    model = tmp_path / "model.gguf"
+    if damage == "not gguf":
+        model.write_text("hello")
+    elif damage == "truncated":
+        model.write_bytes(embedded_gguf.read_bytes()[:4096])
+    proc = subprocess.run(airlock_argv("serve", model, "--port", free_port()), capture_output=True, text=True,
+                          env=dict(os.environ, AIRLOCK_HOME=str(tmp_path)), timeout=120)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert {"missing": "no model", "not gguf": "not a GGUF", "truncated": "cannot load"}[damage] in proc.stderr
+
+
+def test_serve_keys_cli_list_rotate(tmp_path):
+    env = dict(os.environ, AIRLOCK_HOME=str(tmp_path))
+
+    def cli(*args):
+        return subprocess.run(airlock_argv("keys", "api", *args), env=env, capture_output=True, text=True)
+
+    first = cli("create", "--name", "team-a", "--rpm", "10", "--models", "m1,m2").stdout.splitlines()[0]
+    assert first.startswith("alk_team-a_")
+    assert cli("create", "--name", "team-a").returncode != 0
+    second = cli("rotate", "team-a").stdout.splitlines()[0]
+    assert second != first and "active" in cli("list").stdout and "m1,m2" in cli("list").stdout
+    from appliance.serve import keys
+
+    stored = keys.load(tmp_path / "serve" / "keys.json")
+    assert keys.authenticate(first, stored)[0] is None and keys.authenticate(second, stored)[0].name == "team-a"
+    assert oct((tmp_path / "serve" / "keys.json").stat().st_mode & 0o777) == "0o600"
+
+
+def test_serve_detached_is_a_job(embedded_gguf, tmp_path):
+    env = dict(os.environ, AIRLOCK_HOME=str(tmp_path))
+    port = free_port()
+    out = subprocess.run(airlock_argv("serve", embedded_gguf, "--port", port, "--detach", "--name", "api"),
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    job = out.stdout.split()[1]
+    wait_for(lambda: _up(port), "the detached server", timeout=120)
+    listed = subprocess.run(airlock_argv("jobs", "list"), env=env, capture_output=True, text=True).stdout
+    assert job in listed and "serve" in listed
+    stopped = subprocess.run(airlock_argv("jobs", "stop", job), env=env, capture_output=True, text=True, timeout=120)
+    assert stopped.returncode == 0, stopped.stderr
+    wait_for(lambda: not _up(port), "the server to stop", timeout=60)
+
+
+def _up(port) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+# ------------------------------------------------------------------ load and shutdown, on the tiny model
+@pytest.fixture(scope="module")
+def tiny_gguf(tiny_model, tmp_path_factory) -> Path:
+    from appliance.export.gguf import convert_model
+
+    return convert_model(tiny_model, tmp_path_factory.mktemp("tiny-gguf") / "tiny-f16.gguf", "f16")
+
+
+async def _client_run(url, key, n, results):
+    async with httpx.AsyncClient(base_url=url, timeout=120,
+                                 headers={"Authorization": f"Bearer {key}"} if key else {}) as http:
+        for i in range(n):
+            stream = i % 2 == 0
+            body = {"model": "tiny-f16", "messages": [{"role": "user", "content": f"question {i}"}],
+                    "max_tokens": 6, "temperature": 0, "stream": stream}
+            if stream:
+                body["stream_options"] = {"include_usage": True}
+                async with http.stream("POST", "/v1/chat/completions", json=body) as r:
+                    usage, done = {"completion_tokens": 0}, False
+                    async for line in r.aiter_lines():
+                        if line.startswith("data: {"):
+                            usage = json.loads(line[6:]).get("usage") or usage
+                        done = done or line == "data: [DONE]"
+                    results.append((key, r.status_code, "stream", usage, done))
+            else:
+                r = await http.post("/v1/chat/completions", json=body)
+                results.append((key, r.status_code, "whole", r.json().get("usage"), True))
+
+
+def test_serve_load_64_clients(tiny_gguf, tmp_path):
+    server = Server(tmp_path, [tiny_gguf], "--parallel", "4", "--ctx", "256",
+                    keys={"a": [], "b": [], "limited": ["--rpm", "5"]})
+    try:
+        keys = [server.keys["a"], server.keys["b"], server.keys["limited"], "alk_a_" + "y" * 43]
+        results: list = []
+
+        async def main():
+            await asyncio.gather(*(_client_run(server.url, keys[i % 4], 10, results) for i in range(64)))
+
+        asyncio.run(main())
+    finally:
+        assert server.stop() == 0
+    assert len(results) == 640 and not [r for r in results if r[1] >= 500], "no 5xx"
+    by_status = {}
+    for key, status, *_ in results:
+        by_status.setdefault((key, status), 0)
+        by_status[(key, status)] += 1
+    assert {s for (_, s) in by_status} <= {200, 401, 429}
+    assert by_status.get((keys[3], 401)) == 160 and by_status.get((keys[2], 200)) == 5
+    assert by_status.get((keys[0], 200)) == 160 and by_status.get((keys[1], 200)) == 160
+    assert all(done for _, status, *_, done in results if status == 200), "every answer ended: nothing dropped"
+    # what the audit log counts per key is exactly what the clients were told
+    for name in ("a", "b", "limited"):
+        told = sum(r[3]["completion_tokens"] for r in results if r[0] == server.keys[name] and r[1] == 200)
+        audited = sum(e["completion_tokens"] for e in server.audit() if e["key"] == name and e["status"] == 200)
+        assert told == audited > 0, name
+
+
+def test_serve_sigterm_under_load_finishes_cleanly(tiny_gguf, tmp_path):
+    server = Server(tmp_path, [tiny_gguf], "--parallel", "2", "--ctx", "256")
+    results = []
+
+    async def one(i):
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
+            try:
+                r = await http.post("/v1/chat/completions", json={
+                    "model": "tiny-f16", "messages": [{"role": "user", "content": f"q{i}"}], "max_tokens": 64})
+                results.append(r.status_code)
+            except httpx.HTTPError as exc:
+                results.append(type(exc).__name__)
+
+    async def main():
+        tasks = [asyncio.create_task(one(i)) for i in range(8)]
+        await asyncio.sleep(0.3)
+        server.proc.send_signal(signal.SIGTERM)
+        await asyncio.gather(*tasks)
+
+    asyncio.run(main())
+    assert server.proc.wait(timeout=60) == 0
+    server.stop()
+    assert all(r in (200, 499) or r in ("ConnectError", "RemoteProtocolError", "ReadError") for r in results), results
+    assert 200 in results
