@@ -27,10 +27,14 @@ pytestmark = [pytest.mark.appliance, pytest.mark.registry,
               pytest.mark.skipif(not _registry_answers(), reason="no package registry answers from here")]
 
 
-def isolated(argv, site: Path, path: str, cwd: Path, check=True) -> subprocess.CompletedProcess:
-    """argv with no network (where permitted) and a clean environment: nothing of this checkout is visible."""
+def isolated(argv, site: Path, path: str, cwd: Path, check=True, loopback=False) -> subprocess.CompletedProcess:
+    """argv with no network (where permitted) and a clean environment: nothing of this checkout is visible.
+    `loopback`: bring the namespace's loopback up, as on any host (a new namespace starts with it down)."""
     env = ["env", "-i", f"PATH={path}", f"HOME={site.parent}"]
-    full = (["unshare", "-n"] if CAN_UNSHARE else []) + env + [str(a) for a in argv]
+    gap = ["unshare", "-n"] if CAN_UNSHARE else []
+    if gap and loopback:
+        gap += ["sh", "-c", 'ip link set lo up; exec "$@"', "sh"]
+    full = gap + env + [str(a) for a in argv]
     proc = subprocess.run(full, capture_output=True, text=True, cwd=cwd, timeout=900)
     if check:
         assert proc.returncode == 0, f"{argv}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
@@ -100,6 +104,34 @@ def test_installed_airlock_runs_the_pipeline_offline(appliance, tmp_path):
     assert airlock(appliance, "chat", gguf, "--prompt", question, "--max-tokens", "16").stdout.strip() == answer
     shipped = airlock(appliance, "train", "--help").stdout
     assert "sft_lora_default" in shipped  # the shipped configs travel in the wheel
+    # serving travels too: the installed airlock serves the export, offline, and answers over HTTP
+    client = work / "serve_check.py"
+    client.write_text(SERVE_CHECK)
+    env_python = appliance["site"] / "current" / "airlock" / "env" / "bin" / "python"
+    served = isolated([env_python, client, gguf, question], appliance["site"],
+                      f"{appliance['site'] / 'bin'}:/usr/bin:/bin", work, loopback=True)
+    assert served.stdout.strip().splitlines()[-1] == answer
+
+
+SERVE_CHECK = """
+import json, subprocess, sys, time, urllib.request
+server = subprocess.Popen(["airlock", "serve", sys.argv[1], "--port", "8765"])
+try:
+    for _ in range(600):
+        try:
+            urllib.request.urlopen("http://127.0.0.1:8765/health", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.2)
+    body = {"model": sys.argv[1].rsplit("/", 1)[-1][:-5], "temperature": 0, "max_tokens": 16,
+            "messages": [{"role": "user", "content": sys.argv[2]}]}
+    request = urllib.request.Request("http://127.0.0.1:8765/v1/chat/completions", json.dumps(body).encode(),
+                                     {"Content-Type": "application/json"})
+    print(json.load(urllib.request.urlopen(request, timeout=120))["choices"][0]["message"]["content"])
+finally:
+    server.terminate()
+    server.wait()
+"""
 
 
 def test_appliance_delta_shares_the_env_and_rolls_back(appliance, tmp_path):

@@ -32,55 +32,42 @@ def register(sub) -> None:
 
 
 def api_create(args) -> int:
-    from ..registry import audit
     from ..serve import keys
 
     models = [m.strip() for m in args.models.split(",")] if args.models else []
     secret = keys.create(args.name, rpm=args.rpm, tpm=args.tpm, quota_tokens=args.quota_tokens,
                          expires=args.expires, models=models)
-    audit("api-key-create", name=args.name, rpm=args.rpm, tpm=args.tpm, quota_tokens=args.quota_tokens,
-          expires=args.expires, models=models)
     print(secret)
     print(f"# the key for {args.name!r}: shown this once, stored only as a salted hash", flush=True)
     return 0
 
 
 def api_list(args) -> int:
-    import json
-
-    from ..paths import home
     from ..serve import keys
 
-    usage_file = home() / "serve" / "usage.json"
-    usage = json.loads(usage_file.read_text()) if usage_file.is_file() else {}
-    rows = keys.load()
+    rows = keys.overview()
     if not rows:
         print("no API keys (create one: airlock keys api create --name app1)")
         return 0
     print(f"{'NAME':<16} {'STATE':<10} {'RPM':>6} {'TPM':>8} {'QUOTA':>10} {'USED':>10} {'EXPIRES':<10} MODELS")
-    for k in rows.values():
-        state = "revoked" if k.revoked else ("expired" if k.expired() else "active")
-        print(f"{k.name:<16} {state:<10} {k.rpm or '-':>6} {k.tpm or '-':>8} {k.quota_tokens or '-':>10} "
-              f"{usage.get(k.name, 0):>10} {k.expires or '-':<10} {','.join(k.models) or 'all'}")
+    for r in rows:
+        print(f"{r['name']:<16} {r['state']:<10} {r['rpm']:>6} {r['tpm']:>8} {r['quota']:>10} {r['used']:>10} "
+              f"{r['expires']:<10} {r['models']}")
     return 0
 
 
 def api_revoke(args) -> int:
-    from ..registry import audit
     from ..serve import keys
 
     keys.revoke(args.name)
-    audit("api-key-revoke", name=args.name)
     print(f"revoked {args.name}: a running server refuses it from its next request")
     return 0
 
 
 def api_rotate(args) -> int:
-    from ..registry import audit
     from ..serve import keys
 
     secret = keys.rotate(args.name)
-    audit("api-key-rotate", name=args.name)
     print(secret)
     print(f"# the new key for {args.name!r}; the old one no longer works", flush=True)
     return 0

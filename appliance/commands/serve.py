@@ -39,17 +39,10 @@ def run(args) -> int:
                       vllm_args=args.vllm_arg)
     if not args.detach:
         return serve(cfg)
-    from dataclasses import asdict
+    from ..serve.server import start_job
 
-    from ..jobs import create_job, start_detached
-    from ..paths import home
-    from ..serve.guard import Guard
-    from ..serve.server import check_safety, is_loopback
-
-    check_safety(cfg, Guard(open_access=is_loopback(cfg.host), home=home()))  # refuse before a job exists
-    job = create_job("serve", asdict(cfg), ["airlock", *sys.argv[1:]], args.name or "serve",
-                     runner="appliance.serve.server:run_job")
-    pid = start_detached(job)
-    print(f"job {job.id} started (pid {pid}): serving {', '.join(args.models)} on {cfg.host}:{cfg.port}")
+    job = start_job(cfg, ["airlock", *sys.argv[1:]], args.name)
+    print(f"job {job.id} started (pid {job.status().get('pid')}): serving {', '.join(args.models)} on "
+          f"{cfg.host}:{cfg.port}")
     print(f"follow: airlock jobs logs -f {job.id}\nstop:   airlock jobs stop {job.id}")
     return 0

@@ -1,6 +1,6 @@
 """`airlock tui`: open the terminal app (a view over the same library functions as the other commands)."""
 
-SCREENS = ["home", "data", "train", "jobs", "export", "chat", "models"]
+SCREENS = ["home", "data", "train", "jobs", "export", "chat", "models", "serve", "keys"]  # as appliance.tui.app
 
 
 def register(sub) -> None:

@@ -74,6 +74,21 @@ def save(keys: dict[str, ApiKey], path: Path | None = None) -> None:
     os.replace(tmp, path)
 
 
+def overview(path: Path | None = None) -> list[dict]:
+    """Each key's state, limits and tokens used so far (never its secret), for `keys api list` and the TUI."""
+    usage_file = home() / "serve" / "usage.json"
+    usage = json.loads(usage_file.read_text()) if usage_file.is_file() else {}
+    return [{"name": k.name, "state": "revoked" if k.revoked else ("expired" if k.expired() else "active"),
+             "rpm": k.rpm or "-", "tpm": k.tpm or "-", "quota": k.quota_tokens or "-", "used": usage.get(k.name, 0),
+             "expires": k.expires or "-", "models": ",".join(k.models) or "all"} for k in load(path).values()]
+
+
+def _audit(action: str, **facts) -> None:
+    from ..registry import audit
+
+    audit(action, **facts)
+
+
 def _digest(salt: str, secret: str) -> str:
     return hashlib.sha256(bytes.fromhex(salt) + secret.encode()).hexdigest()
 
@@ -104,6 +119,8 @@ def create(name: str, *, rpm=None, tpm=None, quota_tokens=None, expires=None, mo
     keys[name] = ApiKey(name, salt, _digest(salt, secret), time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                         rpm, tpm, quota_tokens, expires, list(models or []))
     save(keys, path)
+    _audit("api-key-create", name=name, rpm=rpm, tpm=tpm, quota_tokens=quota_tokens, expires=expires,
+           models=list(models or []))
     return f"alk_{name}_{secret}"
 
 
@@ -113,6 +130,7 @@ def revoke(name: str, path: Path | None = None) -> None:
         raise AirlockError(f"no key named {name!r}", where="keys", fix="see `airlock keys api list`")
     keys[name].revoked = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     save(keys, path)
+    _audit("api-key-revoke", name=name)
 
 
 def rotate(name: str, path: Path | None = None) -> str:
@@ -124,6 +142,7 @@ def rotate(name: str, path: Path | None = None) -> str:
     secret, salt = secrets.token_urlsafe(32), secrets.token_hex(16)
     old.salt, old.digest, old.revoked = salt, _digest(salt, secret), None
     save(keys, path)
+    _audit("api-key-rotate", name=name)
     return f"alk_{name}_{secret}"
 
 

@@ -191,6 +191,23 @@ def _server_class():
     return Server
 
 
+def start_job(cfg: ServeConfig, argv: list[str], name: str | None = None):
+    """`airlock serve --detach`, for the CLI and the TUI alike: refuse what is unsafe before a job exists, then
+    start the server as a detached job (`airlock jobs list|logs|stop` manage it). Returns the job."""
+    from dataclasses import asdict
+
+    from ..jobs import create_job, start_detached
+    from ..paths import home
+    from .guard import Guard
+
+    check_safety(cfg, Guard(open_access=is_loopback(cfg.host), home=home()))
+    for ref in cfg.models:
+        resolve_model(ref)
+    job = create_job("serve", asdict(cfg), argv, name or "serve", runner="appliance.serve.server:run_job")
+    start_detached(job)
+    return job
+
+
 def run_job(job) -> int:
     """The runner of a detached `airlock serve --detach`: the job's metrics are the server's running totals."""
     cfg = ServeConfig(**job.config())

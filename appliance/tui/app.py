@@ -1,9 +1,9 @@
-"""The Airlock terminal app: seven screens (modes) over the library, keyboard first, never blocking.
+"""The Airlock terminal app: nine screens (modes) over the library, keyboard first, never blocking.
 
     airlock tui [--screen jobs] [--job JOB_ID]
 
 Each screen is a Textual mode, imported and built the first time it is shown (the first frame only pays for
-Home). Keys 1-7 (or F1-F7 while typing in a field) switch screens, Ctrl+P opens the command palette, Ctrl+Q
+Home). Keys 1-9 (or F1-F9 while typing in a field) switch screens, Ctrl+P opens the command palette, Ctrl+Q
 quits. Quitting never stops a job: jobs are detached processes with their state on disk (appliance.jobs).
 
 Errors: an AirlockError from the library becomes a notification (what, where, fix); anything else becomes a
@@ -29,6 +29,8 @@ SCREENS = [
     ("export", "Export", "5", "export:ExportScreen"),
     ("chat", "Chat", "6", "chat:ChatScreen"),
     ("models", "Models", "7", "models:ModelsScreen"),
+    ("serve", "Serve", "8", "serve:ServeScreen"),
+    ("keys", "Keys", "9", "keys:KeysScreen"),
 ]
 
 log = logging.getLogger("airlock.tui")
