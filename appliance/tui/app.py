@@ -41,9 +41,12 @@ def log_path() -> Path:
 
 
 def _setup_log() -> None:
-    if any(getattr(h, "_airlock", False) for h in log.handlers):
-        return
     path = log_path()
+    for handler in [h for h in log.handlers if getattr(h, "_airlock", False)]:
+        if Path(handler.baseFilename) == path:
+            return
+        log.removeHandler(handler)  # AIRLOCK_HOME changed since: the log follows it
+        handler.close()
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))

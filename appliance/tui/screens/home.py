@@ -13,6 +13,7 @@ from textual.widgets import DataTable, Static
 
 from .. import host
 from ..jobview import job_row
+from ..widgets.tables import replace_rows
 from .base import AirlockScreen
 
 
@@ -103,13 +104,7 @@ class HomeScreen(AirlockScreen):
     def _show(self, facts: str, job_rows: list[tuple], model_rows: list[tuple]) -> None:
         self.query_one("#host", Static).update(facts)
         for table_id, rows in (("#home-jobs", job_rows), ("#home-models", model_rows)):
-            table = self.query_one(table_id, DataTable)
-            cursor = table.cursor_row
-            table.clear()
-            for row in rows:
-                table.add_row(*row, key=row[0])
-            if rows:
-                table.move_cursor(row=min(cursor, len(rows) - 1))
+            replace_rows(self.query_one(table_id, DataTable), rows)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.data_table.id == "home-jobs":

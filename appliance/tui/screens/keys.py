@@ -6,6 +6,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Input, Label, Static
 
+from ..widgets.tables import replace_rows, selected_key
 from .base import AirlockScreen
 
 
@@ -68,13 +69,7 @@ class KeysScreen(AirlockScreen):
         except Exception as exc:
             self.fail(exc, "reading keys")
             return
-        table = self.query_one("#keys-table", DataTable)
-        cursor = table.cursor_row
-        table.clear()
-        for row in rows:
-            table.add_row(*row, key=row[0])
-        if rows:
-            table.move_cursor(row=min(cursor, len(rows) - 1))
+        replace_rows(self.query_one("#keys-table", DataTable), rows)
 
     def _number(self, widget_id: str) -> int | None:
         text = self.query_one(widget_id, Input).value.strip()
@@ -101,10 +96,7 @@ class KeysScreen(AirlockScreen):
             f"[b]{secret}[/b]\nthe key for {name!r}: copy it now; it is not stored and will not be shown again")
 
     def _selected(self) -> str | None:
-        table = self.query_one("#keys-table", DataTable)
-        if not table.row_count:
-            return None
-        return str(table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value)
+        return selected_key(self.query_one("#keys-table", DataTable))
 
     def _confirmed(self, action: str, name: str) -> bool:
         """The first press asks, the second (on the same key) does it."""

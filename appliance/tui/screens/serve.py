@@ -11,6 +11,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Input, Label, Static
 
+from ..widgets.tables import replace_rows, selected_key
 from .base import AirlockScreen
 
 
@@ -90,19 +91,10 @@ class ServeScreen(AirlockScreen):
         self.app.call_from_thread(self._show, rows, per_key)
 
     def _selected(self) -> str | None:
-        table = self.query_one("#servers", DataTable)
-        if not table.row_count:
-            return None
-        return str(table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value)
+        return selected_key(self.query_one("#servers", DataTable))
 
     def _show(self, rows: list[tuple], per_key: dict) -> None:
-        table = self.query_one("#servers", DataTable)
-        cursor = table.cursor_row
-        table.clear()
-        for row in rows:
-            table.add_row(*row, key=row[0])
-        if rows:
-            table.move_cursor(row=min(cursor, len(rows) - 1))
+        replace_rows(self.query_one("#servers", DataTable), rows)
         usage = self.query_one("#usage", DataTable)
         usage.clear()
         for name, figures in sorted(per_key.items()):
