@@ -189,17 +189,48 @@ def runner_argv(job: Job) -> list[str]:
     return [sys.executable, "-m", "appliance.jobs", "run", str(job.path)]
 
 
+LOCK = "runner.lock"  # one runner per job: an flock held for the runner's whole life (the OS drops it at exit)
+LOCK_FD_ENV = "AIRLOCK_JOB_LOCK_FD"
+
+
+def lock_runner(job: Job) -> int:
+    """An open fd holding the job's runner lock; AirlockError naming the holder when another process has it."""
+    import fcntl
+
+    fd = os.open(job.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise AirlockError(f"job {job.id} is already being run by pid {holder}", where=str(job.path),
+                           fix=f"follow it with `airlock jobs logs -f {job.id}`, or `airlock jobs stop {job.id}`")
+    return fd
+
+
+def _note_holder(fd: int, pid: int) -> None:
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{pid}\n".encode(), 0)
+
+
 def start_detached(job: Job) -> int:
-    """Start the job's runner in a new session, detached from this terminal; returns its pid."""
+    """Start the job's runner in a new session, detached from this terminal; returns its pid. The runner lock is
+    taken here and handed to the child, so two starts of one job cannot both run it."""
     st = job.status()
     if st["state"] in ACTIVE and pid_alive(st.get("pid")):
         raise AirlockError(f"job {job.id} is already running (pid {st['pid']})", fix=f"airlock jobs stop {job.id}")
-    job.set_status(state="queued", pid=None, message="starting")
-    with open(job.log_path, "ab") as log, open(os.devnull, "rb") as devnull:
-        proc = subprocess.Popen(runner_argv(job), stdin=devnull, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, close_fds=True, cwd=os.getcwd())
-    # Record the pid at once, so `jobs stop` works even before the runner writes its first status.
-    job.set_status(pid=proc.pid)
+    fd = lock_runner(job)
+    try:
+        job.set_status(state="queued", pid=None, message="starting")
+        with open(job.log_path, "ab") as log, open(os.devnull, "rb") as devnull:
+            proc = subprocess.Popen(runner_argv(job), stdin=devnull, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True, close_fds=True, pass_fds=(fd,), cwd=os.getcwd(),
+                                    env=dict(os.environ, **{LOCK_FD_ENV: str(fd)}))
+        _note_holder(fd, proc.pid)
+        # Record the pid at once, so `jobs stop` works even before the runner writes its first status.
+        job.set_status(pid=proc.pid)
+    finally:
+        os.close(fd)  # the child holds the lock now
     return proc.pid
 
 
@@ -285,6 +316,13 @@ def run(job: Job) -> int:
     import traceback
 
     info = job.info
+    inherited = os.environ.pop(LOCK_FD_ENV, None)
+    try:
+        lock = int(inherited) if inherited else lock_runner(job)
+    except AirlockError as exc:  # another runner has it: leave its status alone
+        print(f"error: {exc.render()}", file=sys.stderr, flush=True)
+        return exc.exit_code
+    _note_holder(lock, os.getpid())
     if info.get("offline", True):
         from .offline import enforce_offline
 

@@ -22,7 +22,8 @@ def register(sub) -> None:
                    help="override a config key (repeatable; nested keys with dots)")
     p.add_argument("--detach", action="store_true", help="run in the background; follow with `airlock jobs logs -f`")
     p.add_argument("--name", help="a name for the job (its id starts with it)")
-    p.add_argument("--resume", metavar="JOB", help="continue a stopped or crashed job from its last checkpoint")
+    p.add_argument("--resume", metavar="JOB", help="continue a stopped or crashed job from its last whole checkpoint")
+    p.add_argument("--from-checkpoint", type=int, metavar="STEP", help="with --resume: from this step's checkpoint")
     p.set_defaults(func=run, offline=True)
 
 
@@ -31,11 +32,14 @@ def run(args) -> int:
     from ..jobs import follow, start_detached
     from ..train import load_config, resume, start
 
+    if args.from_checkpoint is not None and not args.resume:
+        raise AirlockError("--from-checkpoint goes with --resume JOB", fix="airlock train --resume JOB "
+                           f"--from-checkpoint {args.from_checkpoint}")
     if args.resume:
         if args.config or args.overrides or args.from_llamafactory:
             raise AirlockError("--resume continues a job with its own config; it takes no CONFIG, --set or "
                                "--from-llamafactory", fix=f"airlock train --resume {args.resume}")
-        job = resume(args.resume)
+        job = resume(args.resume, args.from_checkpoint)
     else:
         name = args.name
         if args.from_llamafactory:

@@ -16,8 +16,9 @@ def start(cfg: TrainConfig, argv: list[str], name: str | None = None):
     return create_job("train", cfg.to_dict(), argv, name, runner="appliance.train.recipe:run_job")
 
 
-def resume(ref: str):
-    """The job to continue: a stopped, crashed or failed training job (checked, not started)."""
+def resume(ref: str, from_checkpoint: int | None = None):
+    """The job to continue: a stopped, crashed or failed training job (checked, not started); with
+    `from_checkpoint`, from that step's checkpoint rather than the newest whole one."""
     from ..errors import AirlockError
     from ..jobs import ACTIVE, find_job
 
@@ -30,4 +31,9 @@ def resume(ref: str):
                            f"`airlock jobs logs -f {job.id}`")
     if state == "completed":
         raise AirlockError(f"job {job.id} has already completed", fix="start a new run with `airlock train CONFIG`")
+    if from_checkpoint is not None:
+        from . import checkpoints
+
+        checkpoints.intact_checkpoint(job.path / "checkpoints", from_checkpoint)  # exists and is whole
+        job.set_status(resume_from_step=from_checkpoint)
     return job

@@ -34,7 +34,7 @@ from ..atomic import staged_dir, write_json
 from ..errors import AirlockError
 from . import resources
 from .config import PREF_LOSSES as LossType
-from .recipe import PROVENANCE, base_revision, finish_stopped, load_model, resolve_base, resume_point, sft_args
+from .recipe import PROVENANCE, base_revision, finish_stopped, load_model, resolve_base, resume_point
 
 LOSS_TYPES = typing.get_args(LossType)
 
@@ -103,19 +103,14 @@ def load_pairs(data_cfg) -> tuple[list[dict], list[dict], str]:
 
 
 def dpo_args(cfg, output_dir: Path, device: str, has_eval: bool, pref: Preference):
-    """DPOConfig: every Trainer setting exactly as the SFT recipe sets it, plus the DPO ones."""
-    from trl import DPOConfig, SFTConfig
+    """DPOConfig: every Trainer setting from the config by name (settings.py says why), plus the DPO ones."""
+    from trl import DPOConfig
 
-    sft = sft_args(cfg, output_dir, device, has_eval)
-    dpo_fields = {f.name for f in dataclasses.fields(DPOConfig) if f.init}
-    # What the recipe chose (values differing from SFTConfig's defaults) carries over to DPO unchanged.
-    kwargs = {f.name: getattr(sft, f.name) for f in dataclasses.fields(SFTConfig)
-              if f.init and f.name in dpo_fields and f.default is not dataclasses.MISSING
-              and getattr(sft, f.name) != f.default}
-    kwargs["output_dir"] = str(output_dir)
-    kwargs.update(beta=pref.beta, loss_type=[pref.loss_type], max_length=cfg.data.cutoff_len,
-                  padding_free=False, precompute_ref_log_probs=False)
-    return DPOConfig(**kwargs)
+    from .settings import trainer_settings
+
+    return DPOConfig(**trainer_settings(cfg, output_dir, device, has_eval), beta=pref.beta,
+                     loss_type=[pref.loss_type], max_length=cfg.data.cutoff_len, padding_free=False,
+                     precompute_ref_log_probs=False)
 
 
 def load_policy(cfg, base_path: Path, device: str, card, pref: Preference, adapter_dir: Path | None):
@@ -178,6 +173,7 @@ def train(cfg, job, pref: Preference | None = None) -> Path | None:
     ref_model = None
     if cfg.method == "full":
         ref_model = load_model(cfg, base_path, device, card).eval()
+    resources.check_disk(model, cfg, job.path)
 
     # 4. train, continuing from the last complete checkpoint if this job has one (as SFT does)
     ckpt_dir = job.path / "checkpoints"

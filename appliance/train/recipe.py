@@ -23,6 +23,7 @@ A stop request (SIGTERM/SIGINT) saves a checkpoint at the end of the current ste
 """
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -100,9 +101,10 @@ def cpu_levers(model, cfg: TrainConfig) -> None:
 def sft_args(cfg: TrainConfig, output_dir: Path, device: str, has_eval: bool):
     from trl import SFTConfig
 
-    eval_steps = cfg.eval_steps or cfg.save_steps
+    from .settings import trainer_settings
+
     return SFTConfig(
-        output_dir=str(output_dir),
+        **trainer_settings(cfg, output_dir, device, has_eval),
         # The data layer already cut every sample to cutoff_len; packing needs the row length.
         max_length=cfg.data.cutoff_len if cfg.packing else None,
         packing=cfg.packing,
@@ -110,36 +112,6 @@ def sft_args(cfg: TrainConfig, output_dir: Path, device: str, has_eval: bool):
         # Without padding-free, batch samples of similar length together so little padding is computed.
         train_sampling_strategy="random" if (cfg.padding_free or cfg.packing) else "group_by_length",
         completion_only_loss=False,  # the labels from appliance.data already mask what is not trained on
-        per_device_train_batch_size=cfg.per_device_train_batch_size,
-        per_device_eval_batch_size=cfg.per_device_eval_batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        learning_rate=cfg.learning_rate,
-        lr_scheduler_type=cfg.lr_scheduler_type,
-        warmup_steps=cfg.warmup_steps or cfg.warmup_ratio,  # transformers 5: a float < 1 is a ratio
-        weight_decay=cfg.weight_decay,
-        max_grad_norm=cfg.max_grad_norm,
-        num_train_epochs=cfg.num_train_epochs,
-        max_steps=cfg.max_steps or -1,
-        bf16=cfg.dtype == "bf16",
-        fp16=cfg.dtype == "fp16",
-        use_cpu=device == "cpu",
-        gradient_checkpointing=cfg.gradient_checkpointing,
-        logging_strategy="steps",
-        logging_steps=cfg.logging_steps,
-        save_strategy="steps",
-        save_steps=cfg.save_steps,
-        save_total_limit=cfg.save_total_limit,
-        eval_strategy="steps" if has_eval else "no",
-        eval_steps=eval_steps if has_eval else None,
-        metric_for_best_model="eval_loss" if cfg.early_stopping_patience else None,
-        greater_is_better=False if cfg.early_stopping_patience else None,
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        report_to="none",
-        push_to_hub=False,
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-        dataloader_pin_memory=device == "cuda",
     )
 
 
@@ -149,7 +121,12 @@ def resume_point(job, ckpt_dir: Path) -> tuple[Path | None, float]:
     Removes what a killed save left behind, and the metrics logged after that checkpoint (they will be logged again).
     """
     checkpoints.clean_incomplete(ckpt_dir)
-    resume_from = checkpoints.last_checkpoint(ckpt_dir)
+    step = job.raw_status().get("resume_from_step")
+    resume_from = checkpoints.intact_checkpoint(ckpt_dir, step)
+    if step is not None:
+        job.set_status(resume_from_step=None)
+        for later in (c for c in checkpoints.checkpoints(ckpt_dir) if checkpoints.step_of(c) > step):
+            shutil.rmtree(later)  # a resume from an earlier step rewrites what came after it
     if resume_from is None:
         return None, 0.0
     kept = [m for m in job.metrics() if m.get("step", 0) <= checkpoints.step_of(resume_from)]
@@ -202,6 +179,7 @@ def train(cfg: TrainConfig, job) -> Path | None:
     model = load_model(cfg, base_path, device, card)
     if device == "cpu":
         cpu_levers(model, cfg)
+    resources.check_disk(model, cfg, job.path)
 
     # 3. train, continuing from the last complete checkpoint if this job has one
     ckpt_dir = job.path / "checkpoints"

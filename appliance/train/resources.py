@@ -57,6 +57,25 @@ def set_threads(num_threads: int | None) -> int:
     return n
 
 
+def checkpoint_bytes(model) -> int:
+    """What one checkpoint of `model` takes: its trainable weights, and Adam's two moments for each (fp32)."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable * 4 * 3 + (1 << 20)  # + trainer state, RNG, scheduler and config files
+
+
+def check_disk(model, cfg, out_dir) -> None:
+    """Refuse to start when the job's disk cannot hold its checkpoints (save_total_limit of them, plus the one
+    being written) and the final save; the sizes are exact for the model as loaded."""
+    import shutil
+
+    need = checkpoint_bytes(model) * ((cfg.save_total_limit or 1) + 2)
+    free = shutil.disk_usage(out_dir).free
+    if free < need:
+        raise AirlockError(f"this job needs about {need / 2**20:.0f} MiB for its checkpoints and result, and "
+                           f"{free / 2**20:.0f} MiB are free", where=str(out_dir),
+                           fix="free some space, or lower save_total_limit (--set save_total_limit=1)")
+
+
 def peak_rss_mb() -> float:
     """This process's peak resident memory so far, in MiB."""
     import resource

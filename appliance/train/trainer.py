@@ -5,6 +5,7 @@ SFT also computes its loss only at the trained positions (appliance/train/loss.p
 Imported only inside a training run (it pulls in torch, transformers and trl).
 """
 
+import errno
 import shutil
 from pathlib import Path
 
@@ -12,6 +13,15 @@ from transformers.trainer_utils import rotate_checkpoints
 from trl import DPOTrainer, SFTTrainer
 
 from . import checkpoints, loss
+
+
+def _no_space(exc: BaseException) -> bool:
+    """ENOSPC, as an OSError or as the message a library (safetensors' Rust writer) wraps it in."""
+    while exc is not None:
+        if getattr(exc, "errno", None) == errno.ENOSPC or "No space left on device" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 class AtomicCheckpoints:
@@ -27,6 +37,17 @@ class AtomicCheckpoints:
         self.args.output_dir = str(staging_root)
         try:
             super()._save_checkpoint(model, trial)
+        except Exception as exc:
+            shutil.rmtree(staging_root, ignore_errors=True)
+            if not _no_space(exc):
+                raise
+            from ..errors import AirlockError
+            from .resources import checkpoint_bytes
+
+            raise AirlockError(f"no space left on the device while saving {name} (one checkpoint is about "
+                               f"{checkpoint_bytes(model) / 2**20:.0f} MiB); the last whole checkpoint is kept",
+                               where=str(run_dir), fix="free some space (or lower save_total_limit), then "
+                               f"airlock train --resume {run_dir.parent.name}") from None
         finally:
             self.args.output_dir = str(run_dir)
         checkpoints.publish(staging_root / name, run_dir / name)
