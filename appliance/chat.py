@@ -11,7 +11,6 @@ they are generated, `cancel()` stops a running stream from another thread (the T
 the oldest turns. The CLI (`airlock chat`) and the TUI are thin faces over this module.
 """
 
-import os
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,13 +41,11 @@ class SamplingParams:
 
 
 def default_threads() -> int:
-    """Physical cores: llama.cpp's matrix kernels gain nothing from hyper-threads and lose to contention."""
-    try:
-        import psutil
+    """Physical cores this process may use (affinity, cgroup quota): llama.cpp's matrix kernels gain nothing from
+    hyper-threads and lose badly to oversubscription."""
+    from .cpus import physical
 
-        return psutil.cpu_count(logical=False) or os.cpu_count() or 1
-    except ImportError:
-        return os.cpu_count() or 1
+    return physical()
 
 
 class ChatSession:
@@ -80,7 +77,7 @@ class LlamaSession(ChatSession):
     def __init__(self, model_path: Path, *, n_ctx: int | None = None, threads: int | None = None,
                  lora_path: Path | None = None):
         super().__init__()
-        from .llamacpp import llama_cpp
+        from .llamacpp import interrupts_after_call, llama_cpp
 
         Llama = llama_cpp().Llama
 
@@ -92,8 +89,9 @@ class LlamaSession(ChatSession):
         self.n_ctx = min(n_ctx or DEFAULT_CTX, trained) if trained else (n_ctx or DEFAULT_CTX)
         self.name = model_path.name
         try:
-            self.llm = Llama(model_path=str(model_path), n_ctx=self.n_ctx, n_threads=threads or default_threads(),
-                             lora_path=str(lora_path) if lora_path else None, verbose=False)
+            with interrupts_after_call():  # Ctrl-C while a large model loads must not be lost in llama.cpp's log
+                self.llm = Llama(model_path=str(model_path), n_ctx=self.n_ctx, n_threads=threads or default_threads(),
+                                 lora_path=str(lora_path) if lora_path else None, verbose=False)
         except (ValueError, RuntimeError) as exc:
             raise AirlockError(f"llama.cpp cannot load the model: {exc}", where=str(model_path),
                                fix="re-export it (`airlock export gguf ...`); a LoRA GGUF must match its base") from None

@@ -8,11 +8,12 @@ run with the network guard on (see appliance.offline).
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 
 from . import __version__, commands
-from .errors import AirlockError
+from .errors import AirlockError, from_os_error
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,13 +40,24 @@ def main(argv: list[str] | None = None) -> int:
             from .offline import enforce_offline
 
             enforce_offline()
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # inside the try: a closed pipe shows up here, not at interpreter exit
+        return code
     except AirlockError as exc:
         print(f"error: {exc.render()}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`airlock jobs logs JOB | head`): stop quietly, as coreutils do. Point stdout at
+        # /dev/null so the interpreter's own final flush cannot raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13  # SIGPIPE
+    except OSError as exc:
+        error = from_os_error(exc)
+        print(f"error: {error.render()}", file=sys.stderr)
+        return error.exit_code
 
 
 if __name__ == "__main__":

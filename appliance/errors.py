@@ -27,3 +27,23 @@ class OfflineViolation(AirlockError):
     """Something on the offline side tried to open a network connection."""
 
     exit_code = 3
+
+
+def from_os_error(exc: OSError) -> AirlockError:
+    """An OSError that reached the CLI, as a message with the file and a fix (no traceback for an operator)."""
+    import errno
+
+    fixes = {
+        errno.ENOSPC: "free some space on that filesystem, or write the output elsewhere",
+        errno.EROFS: "that filesystem is mounted read-only: choose a writable location",
+        errno.EACCES: "choose a location you can write, or ask for access to it",
+        errno.EPERM: "choose a location you can write, or ask for access to it",
+        errno.ENOENT: "check the path",
+        errno.EDQUOT: "your disk quota is used up: free some space or ask for more",
+    }
+    where = exc.filename if exc.filename is not None else None
+    message = exc.strerror or str(exc)
+    if exc.filename2:
+        message += f" (and {exc.filename2})"
+    return AirlockError(message, where=str(where) if where else None,
+                        fix=fixes.get(exc.errno, "check the file and the filesystem it is on"))

@@ -328,24 +328,38 @@ def run(job: Job) -> int:
 
         enforce_offline()
     job.set_status(state="running", pid=os.getpid(), message="started")
+    _audit(job, "start")
     # A stop (SIGTERM) ends generic work at once; training replaces this handler with one that checkpoints first.
     signal.signal(signal.SIGTERM, _raise_stop)
     try:
         _resolve(info["runner"])(job)
     except StopRequested:
         job.set_status(state="stopped", message="stopped on request")
+        _audit(job, "stop")
         return 0
     except AirlockError as exc:
         print(f"error: {exc.render()}", file=sys.stderr, flush=True)
         job.set_status(state="failed", message=exc.render())
+        _audit(job, "fail", error=exc.message)
         return exc.exit_code
     except BaseException as exc:  # the traceback goes to log.txt for a bug report
         traceback.print_exc()
         job.set_status(state="failed", message=f"{type(exc).__name__}: {exc}")
+        _audit(job, "crash", error=f"{type(exc).__name__}: {exc}")
         return 1
-    if job.raw_status().get("state") in ACTIVE:
+    state = job.raw_status().get("state")
+    if state in ACTIVE:
         job.set_status(state="completed", message="done")
+    _audit(job, "complete" if state in ACTIVE or state == "completed" else state)
     return 0
+
+
+def _audit(job: Job, event: str, **details) -> None:
+    """Every start and every end of a job's run goes to the audit log (kill -9 excepted: the resume records it)."""
+    from . import registry
+
+    st = job.raw_status()
+    registry.audit(f"{job.kind}.{event}", job=job.id, step=st.get("step"), **details)
 
 
 if __name__ == "__main__":  # python -m appliance.jobs run JOB_DIR

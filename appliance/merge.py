@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import registry
-from .atomic import staged_dir
+from .atomic import check_writable, staged_dir
 from .errors import AirlockError
 from .hfcache import resolve_model, sha256_file
 from .paths import home, jobs_dir
@@ -205,7 +205,7 @@ def merge(source: str | Source, out: Path | None = None, *, log=print) -> Path:
     if src.kind != "adapter":
         raise AirlockError(f"{src.path} is a full model, not a LoRA adapter: there is nothing to merge",
                            fix="export it directly: `airlock export gguf SRC`")
-    out = Path(out or default_merge_out(src))
+    out = check_writable(out or default_merge_out(src), "merged model")
     log(f"merging {src.path} into its base ...")
     model, tokenizer, base_dir = load_merged(src)
     prov = src.provenance or {}
@@ -270,7 +270,7 @@ def export_adapter(source: str | Source, out: Path, *, log=print) -> Path:
     if src.kind != "adapter":
         raise AirlockError(f"{src.path} is a full model, not an adapter", fix="drop --adapter-only to export a model")
     check_adapter_dir(src.path)
-    out = Path(out)
+    out = check_writable(out, "adapter")
     with staged_dir(out) as staging:
         for item in src.path.iterdir():
             if item.is_file():

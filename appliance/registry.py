@@ -35,6 +35,18 @@ def record(kind: str, artifact_id: str, path: Path | str | None = None, *, paren
     return entry
 
 
+def id_for(base_id: str, path: Path | str) -> str:
+    """`base_id`, or `base_id@2`, `@3` ... when that id already names an artifact at another path: exporting a job
+    again to another directory adds a record instead of replacing the earlier one (which stays tracked)."""
+    current = artifacts()
+    path = str(path)
+    candidate, n = base_id, 1
+    while candidate in current and current[candidate].get("path") != path:
+        n += 1
+        candidate = f"{base_id}@{n}"
+    return candidate
+
+
 def forget(artifact_id: str) -> None:
     append_jsonl(registry_dir() / "artifacts.jsonl", {"time": _now(), "id": artifact_id, "removed": True})
 

@@ -35,6 +35,11 @@ def run(args) -> int:
     params = SamplingParams(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
                             max_tokens=args.max_tokens, seed=args.seed)
     params.validate()
+    from ..cpus import busy_warning
+
+    warning = busy_warning("this chat")
+    if warning:
+        print(warning, file=sys.stderr)
     session = open_session(args.model, n_ctx=args.ctx, threads=args.threads, lora=args.lora)
     chat = Chat(session, system=args.system)
     try:

@@ -54,7 +54,7 @@ def _general_text(arg: str | None) -> str | None:
 
 def run(args) -> int:
     from .. import registry
-    from ..atomic import staged_dir
+    from ..atomic import check_writable, staged_dir
     from ..errors import AirlockError
     from ..evaluate import blind, compare, report
     from ..paths import home
@@ -76,6 +76,9 @@ def run(args) -> int:
         if not gguf.endswith(".gguf") or not Path(gguf).is_file():
             raise AirlockError("not a GGUF file", where=gguf, fix="give the path of a .gguf export")
     examples = compare.load_heldout(args.data, args.dataset, args.limit)
+    name = Path(str(args.model).rstrip("/")).name.replace("/", "--")
+    out = Path(args.report) if args.report else home() / "evals" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    check_writable(out, "report")  # before minutes of generation, not after
     contenders = [compare.Contender("tuned", args.model, "tuned")]
     if args.base:
         contenders.append(compare.Contender("base", args.base, "base"))
@@ -85,8 +88,6 @@ def run(args) -> int:
                          segmenter=args.segmenter, threads=args.threads)
     result["data"] = str(args.data)
     result["training"] = compare.training_curve(args.model)
-    name = Path(str(args.model).rstrip("/")).name.replace("/", "--")
-    out = Path(args.report) if args.report else home() / "evals" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     eval_id = f"eval-{out.name}"
     if args.blind:
         with staged_dir(out) as staging:

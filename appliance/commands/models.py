@@ -129,6 +129,12 @@ def audit_cmd(args) -> int:
     if args.json:
         print(json.dumps(entries, indent=2, ensure_ascii=False))
         return 0
+    if not entries:
+        from ..paths import registry_dir
+
+        print(f"the audit log is empty: nothing has been trained, exported or served on this host yet "
+              f"({registry_dir() / 'audit.jsonl'})")
+        return 0
     for e in entries:
         details = " ".join(f"{k}={v}" for k, v in e.items() if k not in ("time", "user", "host", "pid", "action"))
         print(f"{e['time']}  {e['user']}@{e['host']}  {e['action']}  {details}")

@@ -74,9 +74,9 @@ def run(args) -> int:
     if status["state"] == "completed":
         print(f"job {job.id} completed: {job.path / status.get('output', '')}")
         return 0
-    if status["state"] == "stopped":
-        print(f"job {job.id} stopped: {status.get('message', '')}")
-        return 0
+    if status["state"] == "stopped":  # stopped is not done: a script must not read it as success
+        print(f"job {job.id} stopped: {status.get('message', '')}\ncontinue: airlock train --resume {job.id}")
+        return 130
     raise AirlockError(f"job {job.id} {status['state']}: {status.get('message', '')}",
                        fix=f"see {job.log_path}; fix the cause, then `airlock train --resume {job.id}`")
 

@@ -22,15 +22,25 @@ def part_name(final: Path) -> Path:
 def staged_file(final: Path):
     """Yield a temporary path; on success rename it to `final`, on any error (or signal) delete it."""
     final = Path(final)
-    tmp = part_name(final)
+    # A target that is itself this process's temporary name (the export's working 16-bit file) is written in
+    # place: staging it again would only add a second suffix (`.x.part-N.part-N`) and a rename.
+    match = _PART.match(final.name)
+    working = bool(match) and int(match.group(1)) == os.getpid()
+    tmp = final if working else part_name(final)
     tmp.unlink(missing_ok=True)
     try:
         yield tmp
         if not tmp.is_file():
             raise AirlockError(f"the step that writes {final.name} finished without writing it", where=str(final))
-        os.replace(tmp, final)
+        if not working:
+            os.replace(tmp, final)
+    except BaseException:
+        if working:
+            final.unlink(missing_ok=True)
+        raise
     finally:
-        tmp.unlink(missing_ok=True)
+        if not working:
+            tmp.unlink(missing_ok=True)
 
 
 def sweep_leftovers(directory: Path) -> list[Path]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import registry
-from ..atomic import write_json, write_text
+from ..atomic import check_writable, write_json, write_text
 from ..catalog import find as find_card
 from ..errors import AirlockError
 from ..hfcache import sha256_file
@@ -64,15 +64,19 @@ def export_gguf(source: str, types: list[str] | None = None, *, out: Path | None
                 log=print) -> ExportResult:
     """Export SRC to GGUF files of `types` in `out`. Raises AirlockError on bad input or a failed step."""
     from ..chat import default_threads
+    from ..cpus import busy_warning
 
     types = parse_types(types)
     threads = threads or default_threads()
+    warning = busy_warning("this export")
+    if warning:
+        log(warning)
     src = resolve_source(source)
     if lora and src.kind != "adapter":
         raise AirlockError("--lora exports a LoRA adapter, but the source is a full model",
                            fix="give a job or adapter directory, or drop --lora")
+    out = check_writable(out or default_out(src), "export")  # before a merge or a conversion is spent on it
     model_dir = _model_dir(src, log)
-    out = Path(out or default_out(src))
     out.mkdir(parents=True, exist_ok=True)
     sweep_leftovers(out)
     name = src.name
@@ -105,7 +109,9 @@ def export_gguf(source: str, types: list[str] | None = None, *, out: Path | None
         if pre_tokenizer:
             log(f"  pre-tokenizer {pre_tokenizer!r}: llama.cpp tokenizes the multilingual test text exactly like "
                 "the model's tokenizer")
-        _line(log, base_type, work16, result.timings[f"convert_{base_type}"])
+        # Named by the file it becomes; when only quantized types were asked for, it is the temporary source.
+        _line(log, base_type, work16, result.timings[f"convert_{base_type}"],
+              name=final16.name if base_type in types else "(temporary: the source of the quantized files)")
 
         for qtype in types:
             if qtype == base_type:
@@ -229,8 +235,8 @@ def _summary(log, fid: dict) -> None:
         log(f"  {qtype:<8} " + "; ".join(parts))
 
 
-def _line(log, qtype: str, path: Path, seconds: float) -> None:
-    log(f"  {qtype:<8} {_size(path.stat().st_size):>10}  {seconds:6.2f} s  {path.name}")
+def _line(log, qtype: str, path: Path, seconds: float, name: str | None = None) -> None:
+    log(f"  {qtype:<8} {_size(path.stat().st_size):>10}  {seconds:6.2f} s  {name or path.name}")
 
 
 def _size(n: int) -> str:
@@ -259,9 +265,9 @@ def _record(src: Source, model_dir: Path, result: ExportResult) -> None:
     parent = f"{src.name}-merged" if src.kind == "adapter" else src.name
     for qtype, path in result.files.items():
         fid = {k: v for k, v in result.fidelity.get("types", {}).get(qtype, {}).items() if k != "answers"}
-        registry.record("gguf", path.stem, path, parents=[parent], type=qtype, size=path.stat().st_size,
+        registry.record("gguf", registry.id_for(path.stem, path), path, parents=[parent], type=qtype, size=path.stat().st_size,
                         sha256=sums[path.name], fidelity=fid, source=str(model_dir))
     if result.lora:
-        registry.record("gguf", result.lora.stem, result.lora, parents=[src.name], type="lora-f16",
+        registry.record("gguf", registry.id_for(result.lora.stem, result.lora), result.lora, parents=[src.name], type="lora-f16",
                         size=result.lora.stat().st_size, sha256=sums[result.lora.name], base_gguf=str(result.base_gguf))
     registry.audit("export", source=str(src.path), out=str(result.out_dir), types=list(result.files))

@@ -33,7 +33,7 @@ FTYPES = {
 
 def quantize(src: Path, dst: Path, qtype: str, *, threads: int | None = None) -> Path:
     """Write `src` quantized to `qtype` at `dst` (temporary name, then renamed). Returns dst."""
-    from ..llamacpp import llama_cpp as load
+    from ..llamacpp import interrupts_after_call, llama_cpp as load
 
     llama_cpp = load()
 
@@ -43,7 +43,7 @@ def quantize(src: Path, dst: Path, qtype: str, *, threads: int | None = None) ->
     params.ftype = getattr(llama_cpp, FTYPES[qtype])
     params.nthread = threads or 0  # 0: llama.cpp uses all hardware threads
     with staged_file(dst) as tmp:
-        with captured_stderr() as log:
+        with captured_stderr() as log, interrupts_after_call():
             rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params))
         if rc != 0:
             text = log()

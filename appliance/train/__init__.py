@@ -11,9 +11,13 @@ __all__ = ["TrainConfig", "from_dict", "load_config", "start", "resume"]
 
 def start(cfg: TrainConfig, argv: list[str], name: str | None = None):
     """A new queued training job for `cfg` (run it with appliance.jobs.start_detached or jobs.run)."""
+    from .. import registry
     from ..jobs import create_job
 
-    return create_job("train", cfg.to_dict(), argv, name, runner="appliance.train.recipe:run_job")
+    job = create_job("train", cfg.to_dict(), argv, name, runner="appliance.train.recipe:run_job")
+    registry.audit("train.create", job=job.id, stage=cfg.stage, method=cfg.method, model=cfg.model,
+                   data=cfg.data.path)
+    return job
 
 
 def resume(ref: str, from_checkpoint: int | None = None):
@@ -36,4 +40,8 @@ def resume(ref: str, from_checkpoint: int | None = None):
 
         checkpoints.intact_checkpoint(job.path / "checkpoints", from_checkpoint)  # exists and is whole
         job.set_status(resume_from_step=from_checkpoint)
+    from .. import registry
+
+    # A crash (kill -9, power loss) cannot record itself: the resume records what it found.
+    registry.audit("train.resume", job=job.id, previous_state=state, from_checkpoint=from_checkpoint)
     return job

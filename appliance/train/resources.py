@@ -3,17 +3,7 @@
 Checked before any weights load, so `fp16` on a CPU host fails in a second with a fix, not after minutes.
 """
 
-import os
-
 from ..errors import AirlockError
-
-
-def cpu_cores() -> int:
-    """Cores this process may run on (respects taskset/cgroup CPU sets, unlike os.cpu_count())."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def device() -> str:
@@ -49,11 +39,17 @@ def torch_dtype(dtype: str):
 
 
 def set_threads(num_threads: int | None) -> int:
-    """Use every core we may run on unless told otherwise (PyTorch's default can be lower in containers)."""
+    """Use the CPUs this process may actually use (affinity and cgroup quota, see appliance.cpus) unless told
+    otherwise, and say so when other Airlock jobs already share them."""
     import torch
 
-    n = num_threads or cpu_cores()
+    from .. import cpus
+
+    n = num_threads or cpus.available()
     torch.set_num_threads(n)
+    warning = cpus.busy_warning("this training run")
+    if warning:
+        print(warning, flush=True)
     return n
 
 
