@@ -4,6 +4,7 @@ Models installed here load by repo id with HF_HUB_OFFLINE=1, exactly as if huggi
 Writes are staged and renamed into place, so a killed install never leaves a half-written snapshot visible.
 """
 
+import difflib
 import hashlib
 import os
 import shutil
@@ -56,10 +57,27 @@ def resolve_model(name: str, cache: Path | None = None) -> Path:
         snap = snapshot_path(repo_id, revision or "main", cache)
         if snap:
             return snap
+    cached = cached_repo_ids(cache)
+    by_lower = {c.lower(): c for c in cached}
+    close = difflib.get_close_matches(repo_id.lower(), list(by_lower), n=1, cutoff=0.6)
+    if close:
+        hint = f"did you mean '{by_lower[close[0]]}'? "
+    else:
+        hint = f"installed here: {', '.join(cached[:6])}{' ...' if len(cached) > 6 else ''}; " if cached else ""
     raise AirlockError(
         f"model {name!r} is neither a directory nor in the local Hugging Face cache ({cache or hf_cache()})",
-        fix="install it from a bundle, run `make setup` for the embedded default, or give a local model directory",
+        fix=f"{hint}install it from a bundle, run `make setup` for the embedded default, or give a local model "
+        "directory (`airlock models list` shows what is installed)",
     )
+
+
+def cached_repo_ids(cache: Path | None = None) -> list[str]:
+    """Repo ids of the models in the cache (models--org--name folders with at least one snapshot)."""
+    root = Path(cache or hf_cache())
+    if not root.is_dir():
+        return []
+    return sorted(p.name[len("models--"):].replace("--", "/", 1) for p in root.glob("models--*")
+                  if (p / "snapshots").is_dir() and any((p / "snapshots").iterdir()))
 
 
 def install_snapshot(src: Path, repo_id: str, revision: str | None = None, cache: Path | None = None,

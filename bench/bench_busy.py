@@ -42,7 +42,7 @@ def run(quick: bool = False) -> list[dict]:
     from appliance.cpus import available
 
     cpus = available()
-    steps, rounds = (4, 1) if quick else (8, 3)
+    steps, rounds = (4, 1) if quick else (5, 2)
     ours = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
     default_spin = dict(ours, GOMP_SPINCOUNT="300000")  # libgomp's own default (OMP_WAIT_POLICY unset)
     samples: dict[str, list[float]] = {"alone": [], "busy": [], "alone_default": [], "busy_default": []}

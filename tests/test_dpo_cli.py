@@ -60,7 +60,7 @@ def test_dpo_job_checkpoints_resumes_after_kill_and_grows_the_margin(tmp_path, t
     log = (job / "log.txt").read_text()
     assert "resuming from checkpoint-" in log
     steps = [json.loads(line)["step"] for line in (job / "metrics.jsonl").read_text().splitlines()]
-    assert steps == list(range(2, STEPS + 1, 2)), "metrics continue without gaps or repeats"
+    assert steps == [1, *range(2, STEPS + 1, 2)], "metrics continue without gaps or repeats"
     # Checkpoints were published whole (nothing staged left over) and rotated like SFT's.
     names = {p.name for p in (job / "checkpoints").iterdir()}
     assert names == {f"checkpoint-{STEPS - 4}", f"checkpoint-{STEPS}"}, names

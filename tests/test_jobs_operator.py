@@ -2,6 +2,7 @@
 an earlier step. Real detached training processes on the tiny model.   .venv/bin/python -m pytest tests/test_jobs_operator.py
 """
 
+import json
 import shutil
 import subprocess
 import threading
@@ -152,3 +153,20 @@ def test_disk_full_while_checkpointing_fails_clearly(tmp_path, airlock_home, tin
     assert _checkpoints(job), "the last whole checkpoint is kept"
     os.unlink(filler)
     assert _status(job)["state"] == "failed"
+
+
+def test_progress_moves_every_step_between_logging_steps(tmp_path, airlock_home, tiny_model):
+    """`jobs list` showed 0/N for minutes while steps completed; the first loss came only at logging_steps."""
+    from test_train_run import FULL, write_config
+    from test_train_run import job_dir_from
+
+    config = write_config(tmp_path, **{**FULL, "max_steps": 400, "save_steps": 400, "logging_steps": 300})
+    proc = subprocess.run(airlock_argv("train", config, "--detach"), capture_output=True, text=True, check=True)
+    job = job_dir_from(proc.stdout, airlock_home)
+    wait_for(lambda: (_status(job).get("step") or 0) >= 3, "three steps", 300)
+    listed = subprocess.run(airlock_argv("jobs", "list"), capture_output=True, text=True, check=True).stdout
+    row = next(line for line in listed.splitlines() if line.startswith(job.name))
+    step = int(row.split()[3].split("/")[0])
+    assert step >= 3 and row.split()[3].endswith("/400") and row.split()[4] != "-", row  # step count and an ETA
+    metrics = [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [1] and metrics[0]["loss"] > 0, "the first step's loss is logged at once"

@@ -56,7 +56,7 @@ def _resume_and_check(job, tiny_model):
     st = _status(job)
     assert st["state"] == "completed" and st["step"] == STEPS
     steps = [json.loads(l)["step"] for l in (job / "metrics.jsonl").read_text().splitlines()]
-    assert steps == list(range(10, STEPS + 1, 10)), "metrics continue without gaps or repeats"
+    assert steps == [1, *range(10, STEPS + 1, 10)], "metrics continue without gaps or repeats"
     model, tokenizer = load_trained(job, tiny_model)
     assert answers(model, tokenizer) == [a for _, a in FACTS]
     return (job / "log.txt").read_text()

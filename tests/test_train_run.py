@@ -89,7 +89,7 @@ def test_train_memorizes_facts_offline(tmp_path, tiny_model, airlock_home, run_o
     assert sorted(p.name for p in (job / "checkpoints").iterdir()) == sorted(
         f"checkpoint-{s}" for s in range(settings["max_steps"], 0, -25)[:2])
     metrics = [json.loads(l) for l in (job / "metrics.jsonl").read_text().splitlines()]
-    assert [m["step"] for m in metrics] == list(range(10, settings["max_steps"] + 1, 10))
+    assert [m["step"] for m in metrics] == [1, *range(10, settings["max_steps"] + 1, 10)]  # the first step too
     assert all(m["tokens_per_s"] > 0 and m["loss"] > 0 and m["elapsed_s"] > 0 for m in metrics)
     assert metrics[-1]["eta_s"] == 0 and metrics[-1]["loss"] < metrics[0]["loss"]
 

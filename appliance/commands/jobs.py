@@ -31,11 +31,15 @@ def list_(args) -> int:
     if not jobs:
         print("no jobs")
         return 0
-    print(f"{'JOB':44} {'KIND':8} {'STATE':10} {'STEP':>11}  UPDATED")
+    from ..jobs import ACTIVE
+    from ..tui.jobview import fmt_seconds
+
+    print(f"{'JOB':44} {'KIND':8} {'STATE':10} {'STEP':>11} {'ETA':>7}  UPDATED")
     for job in jobs:
         st = job.status()
         step = f"{st.get('step') or 0}/{st.get('max_steps') or '?'}"
-        print(f"{job.id:44} {job.kind:8} {st['state']:10} {step:>11}  {st.get('updated') or ''}")
+        eta = fmt_seconds(st.get("eta_s")) if st["state"] in ACTIVE else "-"
+        print(f"{job.id:44} {job.kind:8} {st['state']:10} {step:>11} {eta:>7}  {st.get('updated') or ''}")
     return 0
 
 

@@ -69,14 +69,21 @@ class JobReporter(TrainerCallback):
             control.should_save = True
             control.should_training_stop = True
             self.job.set_status(state="stopping", step=state.global_step, message="saving a checkpoint to stop")
+        elif not self.stopped_by_request:
+            # The step counter and ETA move every step (one small atomic write), so `jobs list` and the TUI never
+            # sit at 0/N while steps complete between logging steps.
+            self.job.set_status(step=state.global_step, max_steps=state.max_steps, eta_s=self._eta(state))
         return control
+
+    def _eta(self, state) -> float | None:
+        done = state.global_step - self.first_step
+        return round((state.max_steps - state.global_step) * (time.monotonic() - self.t0) / done, 1) if done else None
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = logs or {}
         now = time.monotonic()
         session = now - self.t0
-        steps_done = state.global_step - self.first_step
-        eta = (state.max_steps - state.global_step) * session / steps_done if steps_done > 0 else None
+        eta = self._eta(state)
         record = {
             "step": state.global_step,
             "epoch": _round(state.epoch, 4),
@@ -85,7 +92,7 @@ class JobReporter(TrainerCallback):
             "learning_rate": logs.get("learning_rate"),
             "tokens_per_s": None,
             "elapsed_s": round(self.elapsed_before + session, 2),
-            "eta_s": None if eta is None else round(eta, 1),
+            "eta_s": eta,
         }
         if "loss" in logs and "num_tokens" in logs:
             tokens = logs["num_tokens"]

@@ -31,6 +31,7 @@ def trainer_settings(cfg: TrainConfig, output_dir: Path, device: str, has_eval: 
         gradient_checkpointing=cfg.gradient_checkpointing,
         logging_strategy="steps",
         logging_steps=cfg.logging_steps,
+        logging_first_step=True,  # a loss on screen after one step, also when max_steps < logging_steps
         save_strategy="steps",
         save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit,
