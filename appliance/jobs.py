@@ -193,19 +193,28 @@ LOCK = "runner.lock"  # one runner per job: an flock held for the runner's whole
 LOCK_FD_ENV = "AIRLOCK_JOB_LOCK_FD"
 
 
-def lock_runner(job: Job) -> int:
-    """An open fd holding the job's runner lock; AirlockError naming the holder when another process has it."""
+def lock_runner(job: Job, exiting_grace_s: float = 15.0) -> int:
+    """An open fd holding the job's runner lock; AirlockError naming the holder when another process has it.
+
+    A runner that has already written its final state (stopped, failed, completed) still holds the lock while its
+    interpreter shuts down (a second or two with torch loaded): a resume right after a stop waits for that instead
+    of being refused."""
     import fcntl
 
     fd = os.open(job.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
-        os.close(fd)
-        raise AirlockError(f"job {job.id} is already being run by pid {holder}", where=str(job.path),
-                           fix=f"follow it with `airlock jobs logs -f {job.id}`, or `airlock jobs stop {job.id}`")
-    return fd
+    deadline = time.monotonic() + exiting_grace_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if job.raw_status().get("state") not in ACTIVE and time.monotonic() < deadline:
+                time.sleep(0.1)  # the last runner is on its way out
+                continue
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise AirlockError(f"job {job.id} is already being run by pid {holder}", where=str(job.path),
+                               fix=f"follow it with `airlock jobs logs -f {job.id}`, or `airlock jobs stop {job.id}`")
 
 
 def _note_holder(fd: int, pid: int) -> None:

@@ -11,6 +11,7 @@ import re
 import signal
 import stat
 import subprocess
+from pathlib import Path
 
 import pytest
 from conftest import airlock_argv, wait_for
@@ -115,6 +116,7 @@ def test_export_prints_final_names_and_publishes_readable_files(tiny_model, tmp_
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert ".part-" not in proc.stdout and "(temporary: the source of the quantized files)" in proc.stdout
+    assert "n_ctx_train" not in proc.stdout + proc.stderr, "llama.cpp's vocab-only load warning is not shown"
     files = sorted(out.iterdir())
     assert {"SHA256SUMS", "fidelity.json"} <= {p.name for p in files}
     assert [p.suffix for p in files if p.name.endswith("-q8_0.gguf") or p.suffix == ".Modelfile"] == [".Modelfile",
@@ -155,3 +157,22 @@ def test_stopped_foreground_train_exits_130(tmp_path, airlock_home, tiny_model):
     assert proc.returncode == 130, stdout + stderr
     assert f"continue: airlock train --resume {job.name}" in stdout and "Traceback" not in stderr
 
+
+
+def test_detached_export_is_a_job_with_its_result(tiny_model, tmp_path, airlock_home):
+    """`airlock export gguf --detach` (what the TUI's Export screen starts): a job that outlives the terminal, its
+    log in log.txt, its files and fidelity in result.json."""
+    out = tmp_path / "detached"
+    proc = subprocess.run(airlock_argv("export", "gguf", tiny_model, "--type", "q8_0", "--out", out, "--detach"),
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    job = airlock_home / "jobs" / proc.stdout.split()[1]
+    try:
+        wait_for(lambda: json.loads((job / "status.json").read_text())["state"] not in ("queued", "running"),
+                 "the export job to end", 600)
+    finally:
+        reap_jobs()
+    assert json.loads((job / "status.json").read_text())["state"] == "completed", (job / "log.txt").read_text()
+    result = json.loads((job / "result.json").read_text())
+    assert Path(result["files"]["q8_0"]).is_file() and Path(result["out_dir"]) == out
+    assert "q8_0" in result["fidelity"]["types"] and "converting" in (job / "log.txt").read_text()

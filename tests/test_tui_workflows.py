@@ -6,6 +6,7 @@ its fidelity figures, and chat with streamed answers from two models side by sid
 """
 
 import json
+from pathlib import Path
 
 import pytest
 from tui_helpers import drive, type_into, wait_for
@@ -66,8 +67,11 @@ def test_train_form_starts_a_job_that_can_be_stopped_and_resumed(tmp_path, tiny_
         chart = jobs.query_one("#loss-chart")
         await wait_for(pilot, lambda: chart.points >= 2, "loss points on the chart")
         points_running = chart.points
-        await pilot.press("s")
         job = next(j for j in list_jobs() if j.id not in before)
+        await pilot.press("s", "n")  # stopping asks first; No leaves the job running
+        await pilot.pause(0.5)
+        assert job.status()["state"] == "running"
+        await pilot.press("s", "y")
         await wait_for(pilot, lambda: job.status()["state"] == "stopped", "the job stopped")
         stopped_at = job.status()["step"]
         await pilot.press("R")
@@ -85,31 +89,36 @@ def test_train_form_starts_a_job_that_can_be_stopped_and_resumed(tmp_path, tiny_
 
 @pytest.fixture(scope="module")
 def exported(tiny_model, tmp_path_factory):
-    """The tiny model exported to GGUF through the Export screen; returns (result, log text, state text)."""
+    """The tiny model exported to GGUF through the Export screen; returns (result, log text, state text, job kinds)."""
+    from appliance.jobs import list_jobs
+
     out = tmp_path_factory.mktemp("gguf")
 
     async def scenario(app, pilot):
         await type_into(pilot, app, "#source", REPO_ID)
         app.screen.query_one("#out").value = str(out)
         await pilot.press("ctrl+r")
-        await wait_for(pilot, lambda: not app.screen.running, "the export finished", polls=4000)
+        state = app.screen.query_one("#export-state")
+        await wait_for(pilot, lambda: app.screen.result is not None or "export " in str(state.render())[:7],
+                       "the export job ended", polls=4000)
         log = "\n".join(app.screen.query_one("#export-log").lines)
-        return app.screen.result, log, str(app.screen.query_one("#export-state").render())
+        kinds = [job.kind for job in list_jobs()]
+        return app.screen.result, log, str(state.render()), kinds
 
     return drive(scenario, start="export")
 
 
 def test_export_screen_writes_gguf_and_shows_fidelity(exported):
-    result, log, state = exported
+    result, log, state, kinds = exported
     assert result is not None, log
-    assert result.files["q4_k_m"].is_file()
-    assert state.startswith("done")
+    assert Path(result["files"]["q4_k_m"]).is_file()
+    assert state.startswith("done") and "export" in kinds, "the export ran as a detached job"
     assert "fidelity:" in log and "q4_k_m" in log.split("fidelity:")[1]
 
 
 def test_chat_streams_compares_two_models_stops_and_reopens(exported, tiny_model):
-    result, _, _ = exported
-    gguf = result.files["q4_k_m"]
+    result, _, _, _ = exported
+    gguf = result["files"]["q4_k_m"]
 
     async def scenario(app, pilot):
         await type_into(pilot, app, "#model", str(gguf))

@@ -19,12 +19,15 @@ def register(sub) -> None:
     g.add_argument("--prompts", metavar="JSONL", help="held-out prompts for the fidelity check (default: sample data)")
     g.add_argument("--text", metavar="FILE", help="held-out text for perplexity (default: sample data)")
     g.add_argument("--threads", type=int, help="threads for quantization and llama.cpp (default: physical cores)")
+    g.add_argument("--detach", action="store_true",
+                   help="run as a detached job that survives this terminal (follow: airlock jobs logs -f JOB)")
     g.set_defaults(func=run, offline=True)
     p.set_defaults(func=lambda args: p.print_help() or 2)
 
 
 def run(args) -> int:
     import signal
+    import sys
     from pathlib import Path
 
     from ..errors import AirlockError
@@ -43,6 +46,17 @@ def run(args) -> int:
         if not Path(args.text).is_file():
             raise AirlockError("no such file", where=args.text)
         text = Path(args.text).read_text(encoding="utf-8")
+    if args.detach:
+        from ..export.job import start
+
+        if prompts is not None or text is not None:
+            raise AirlockError("--prompts and --text go with a foreground export", fix="drop --detach, or them")
+        job = start(args.source, ["airlock", *sys.argv[1:]], types=args.types, out=args.out, system=args.system,
+                    lora=args.lora, pre_tokenizer=args.pre_tokenizer, fidelity=not args.no_fidelity,
+                    threads=args.threads)
+        print(f"job {job.id} started; directory {job.path}\nfollow: airlock jobs logs -f {job.id}\n"
+              f"stop:   airlock jobs stop {job.id}")
+        return 0
     export_gguf(args.source, args.types, out=Path(args.out) if args.out else None, system=args.system,
                 lora=args.lora, pre_tokenizer=args.pre_tokenizer, fidelity=not args.no_fidelity, prompts=prompts,
                 text=text, threads=args.threads, log=lambda line: print(line, flush=True))

@@ -30,7 +30,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from ..errors import AirlockError
     from ..jobs import follow, start_detached
-    from ..train import load_config, resume, start
+    from ..train import load_config, preflight, resume, start
 
     if args.from_checkpoint is not None and not args.resume:
         raise AirlockError("--from-checkpoint goes with --resume JOB", fix="airlock train --resume JOB "
@@ -52,17 +52,7 @@ def run(args) -> int:
             raise AirlockError("no config given", fix="airlock train sft_lora_default --set data.path=YOUR_DATA.jsonl")
         else:
             cfg = load_config(args.config, args.overrides)
-        # Fail in a second, before a job exists, on what can be checked without the training stack's weight.
-        from ..train.recipe import resolve_base
-        from ..train.resources import check_dtype
-
-        if cfg.adapter:  # DPO from an SFT adapter (trained on the base it names unless model is set)
-            from ..merge import resolve_source
-
-            resolve_source(cfg.adapter)
-        if cfg.model or not cfg.adapter:
-            resolve_base(cfg.model)
-        check_dtype(cfg.dtype, cfg.method)
+        preflight(cfg)  # fail in a second, before a job exists
         job = start(cfg, ["airlock", *sys.argv[1:]], name)
     log_start = job.log_path.stat().st_size if job.log_path.is_file() else 0  # a resume shows only the new part
     pid = start_detached(job)

@@ -88,12 +88,18 @@ def compare(gguf_path: Path, tokenizer, text: str = TEST_TEXT) -> Difference | N
 
     Llama = llama_cpp().Llama
 
+    from .quantize import captured_stderr
+
     hf_ids = tokenizer(text, add_special_tokens=True)["input_ids"]
-    try:
-        vocab = Llama(model_path=str(gguf_path), vocab_only=True, verbose=False)
-    except Exception as exc:  # llama.cpp refuses a pre-tokenizer name it does not implement at load time
-        raise AirlockError(f"llama.cpp cannot load the converted vocabulary: {exc}", where=str(gguf_path),
-                           fix="choose another --pre-tokenizer") from None
+    # A vocabulary-only load has no trained context length, so llama.cpp warns "n_ctx_seq (512) > n_ctx_train (0)
+    # -- possible training context overflow" on every export: true of no model, so it is kept off the screen (and
+    # shown with the error if the load fails).
+    with captured_stderr() as load_log:
+        try:
+            vocab = Llama(model_path=str(gguf_path), vocab_only=True, verbose=False)
+        except Exception as exc:  # llama.cpp refuses a pre-tokenizer name it does not implement at load time
+            raise AirlockError(f"llama.cpp cannot load the converted vocabulary: {exc}\n{load_log().strip()}",
+                               where=str(gguf_path), fix="choose another --pre-tokenizer") from None
     try:
         ll_ids = vocab.tokenize(text.encode("utf-8"), add_bos=True, special=False)  # add_bos: as the GGUF says
         if ll_ids == hf_ids:

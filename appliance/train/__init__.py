@@ -20,6 +20,29 @@ def start(cfg: TrainConfig, argv: list[str], name: str | None = None):
     return job
 
 
+def preflight(cfg: TrainConfig, *, hardware: bool = True) -> None:
+    """What can be checked in a second, before a job exists and before the training stack's weight: the base model
+    (and the adapter a DPO run starts from) resolve offline, and (with `hardware`) the dtype runs on this host.
+    The CLI runs it before creating a job; the TUI's Train form runs it on every change."""
+    from ..errors import AirlockError
+    from .recipe import resolve_base
+
+    if cfg.adapter:  # DPO from an SFT adapter (trained on the base it names unless model is set)
+        from ..merge import resolve_source
+
+        resolve_source(cfg.adapter)
+    if cfg.model or not cfg.adapter:
+        try:
+            resolve_base(cfg.model)
+        except AirlockError as exc:
+            exc.where = exc.where or "model"  # so a form shows it on the model field
+            raise
+    if hardware:
+        from .resources import check_dtype
+
+        check_dtype(cfg.dtype, cfg.method)
+
+
 def resume(ref: str, from_checkpoint: int | None = None):
     """The job to continue: a stopped, crashed or failed training job (checked, not started); with
     `from_checkpoint`, from that step's checkpoint rather than the newest whole one."""

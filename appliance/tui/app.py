@@ -3,7 +3,7 @@
     airlock tui [--screen jobs] [--job JOB_ID]
 
 Each screen is a Textual mode, imported and built the first time it is shown (the first frame only pays for
-Home). Keys 1-9 (or F1-F9 while typing in a field) switch screens, Ctrl+P opens the command palette, Ctrl+Q
+Home). Keys 1-9 (F1-F9 from anywhere, including while typing in a field or select) switch screens, Ctrl+P opens the command palette, Ctrl+Q
 quits. Quitting never stops a job: jobs are detached processes with their state on disk (appliance.jobs).
 
 Errors: an AirlockError from the library becomes a notification (what, where, fix); anything else becomes a
@@ -77,7 +77,7 @@ class AirlockApp(App):
     CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses elsewhere still find it
     MODES = {name: _factory(spec) for name, _, _, spec in SCREENS}
     BINDINGS = [
-        *(Binding(key, f"app.show('{name}')", title, show=False) for name, title, key, _ in SCREENS),
+        *(Binding(key, f"app.show_by_digit('{name}')", title, show=False) for name, title, key, _ in SCREENS),
         *(Binding(f"f{key}", f"app.show('{name}')", title, show=False, priority=True)
           for name, title, key, _ in SCREENS),
         Binding("ctrl+q", "quit", "Quit", priority=True),
@@ -100,6 +100,15 @@ class AirlockApp(App):
         if self.current_mode != mode:
             self.switch_mode(mode)
         self.call_after_refresh(self._deliver_handoff)
+
+    def action_show_by_digit(self, mode: str) -> None:
+        """A bare digit switches screens only when the focused widget does not take typed text: a digit typed into
+        a field, a select or an editor belongs to it (F1-F9 switch from anywhere)."""
+        from textual.widgets import Input, Select, TextArea
+
+        if isinstance(self.focused, (Input, Select, TextArea)):
+            return
+        self.action_show(mode)
 
     def _deliver_handoff(self) -> None:
         receive = getattr(self.screen, "receive_handoff", None)

@@ -12,6 +12,19 @@ from pathlib import Path
 from .app import SCREENS, AirlockApp
 
 
+def screen_text(app) -> list[str]:
+    """The current screen as plain text lines, exactly as drawn (what a test reads to check nothing is cut off)."""
+    import io
+
+    from rich.console import Console
+
+    width, height = app.size
+    console = Console(width=width, height=height, file=io.StringIO(), force_terminal=True, record=True,
+                      legacy_windows=False, safe_box=False)
+    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
+    return console.export_text().splitlines()
+
+
 async def _shoot(out: Path) -> list[Path]:
     written = []
     app = AirlockApp()

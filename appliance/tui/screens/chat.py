@@ -68,10 +68,11 @@ class ChatScreen(AirlockScreen):
     MODE = "chat"
     BINDINGS = [
         Binding("escape", "stop", "Stop"),
-        Binding("ctrl+l", "load", "Load model(s)", priority=True),
-        Binding("ctrl+s", "save", "Save chat", priority=True),
-        Binding("ctrl+o", "reopen", "Reopen chat", priority=True),
-        Binding("ctrl+n", "new", "New chat", priority=True),
+        Binding("ctrl+l", "load", "Load", priority=True),
+        Binding("ctrl+s", "save", "Save", priority=True),
+        Binding("ctrl+o", "reopen", "Reopen", priority=True),
+        Binding("ctrl+n", "new", "New", priority=True),
+        Binding("ctrl+b", "browse", "Browse", priority=True),
     ]
     DEFAULT_CSS = """
     ChatScreen #chat-settings { height: auto; padding: 0 1; }
@@ -86,7 +87,7 @@ class ChatScreen(AirlockScreen):
     def body(self) -> ComposeResult:
         with Vertical(id="chat-settings"):
             yield row("model",
-                      Input("", id="model", compact=True, placeholder=".gguf file, job id, adapter or model dir"))
+                      Input("", id="model", compact=True, placeholder=".gguf file, job id, adapter or model dir (Ctrl+B)"))
             yield row("compare",
                       Input("", id="model2", compact=True, placeholder="optional second model, side by side"))
             yield row("system", Input("", id="system", compact=True, placeholder="system prompt (optional)"))
@@ -105,8 +106,23 @@ class ChatScreen(AirlockScreen):
         self.query_one("#model").focus()
 
     def receive_handoff(self, values: dict) -> None:
-        if values.get("model"):
+        if values.get("model"):  # "Chat with it" from another screen: fill the field and load it at once
             self.query_one("#model", Input).value = values["model"]
+            self.query_one("#model2", Input).value = ""
+            self.action_load()
+
+    def action_browse(self) -> None:
+        from ..widgets.file_picker import FilePicker
+
+        field = self.focused if isinstance(self.focused, Input) and self.focused.id in ("model", "model2") \
+            else self.query_one("#model", Input)
+
+        def chosen(path):
+            if path is not None:
+                field.value = str(path)
+
+        self.app.push_screen(FilePicker("Chat model: a .gguf file, or a job, adapter or model directory",
+                                        field.value, dirs=True), chosen)
 
     def panes(self) -> list[Pane]:
         return [p for p in self.query(Pane) if p.display]
@@ -136,9 +152,17 @@ class ChatScreen(AirlockScreen):
             self.app.call_from_thread(pane.title, f"model {pane.slot + 1}: failed to load")
             self.fail_from_thread(exc, f"loading {model}")
             return
-        pane.chat = Chat(session, system=system, history=list(getattr(pane, "reopened", [])))
+        reopened, pane.reopened = list(getattr(pane, "reopened", [])), []
+        pane.chat = Chat(session, system=system, history=reopened)
         pane.model = model
-        self.app.call_from_thread(pane.title, f"{session.name} ({type(session).__name__[:-7]}, ctx {session.n_ctx})")
+        self.app.call_from_thread(self._loaded, pane, f"{session.name} ({type(session).__name__[:-7]}, "
+                                  f"ctx {session.n_ctx})", bool(reopened))
+
+    async def _loaded(self, pane: Pane, title: str, reopened: bool) -> None:
+        if not reopened:  # a new model starts a new conversation: the old one is not under the new header
+            await pane.clear()
+        pane.title(title)
+        self.query_one("#prompt", Input).focus()
 
     # -- sending -------------------------------------------------------------------------------------------------
     def _params(self):

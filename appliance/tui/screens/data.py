@@ -20,6 +20,7 @@ from textual.widgets import DataTable, Input, Label, Select, Static, TabbedConte
 from textual_plotext import PlotextPlot
 
 from ..widgets.form import row
+from ..widgets.typing_select import TypingSelect
 from .base import AirlockScreen
 
 MAX_TOKENIZED = 2000  # token statistics come from at most this many conversations (the count says so)
@@ -65,10 +66,10 @@ class DataScreen(AirlockScreen):
         with Vertical(id="data-form"):
             yield row("data",
                       Input("", id="data-path", compact=True, placeholder="file or LLaMA-Factory dir (Ctrl+B)"))
-            yield row("dataset", Input("", id="dataset", compact=True, placeholder="key in dataset_info.json (dirs)"),
+            yield row("dataset", Input("", id="dataset", compact=True, placeholder="dataset_info key"),
                       Label(" model"),
-                      Input("", id="tokenizer", compact=True, placeholder="tokenizer (empty = catalog default)"),
-                      Select([(v, v) for v in ("assistant", "last", "all")], value="assistant", id="train_on",
+                      Input("", id="tokenizer", compact=True, placeholder="catalog default"),
+                      TypingSelect([(v, v) for v in ("assistant", "last", "all")], value="assistant", id="train_on",
                              allow_blank=False, compact=True))
         yield Static("open a dataset and press Enter (or Ctrl+R)", id="data-summary")
         with TabbedContent(id="data-tabs"):
@@ -104,7 +105,8 @@ class DataScreen(AirlockScreen):
                 self.query_one("#data-path", Input).value = str(path)
                 self.action_check()
 
-        self.app.push_screen(FilePicker("Open a dataset file or a LLaMA-Factory data dir", dirs=True), chosen)
+        self.app.push_screen(FilePicker("Open a dataset file or a LLaMA-Factory data dir",
+                                        self.query_one("#data-path", Input).value, dirs=True), chosen)
 
     def action_train(self) -> None:
         path = self.query_one("#data-path", Input).value.strip()

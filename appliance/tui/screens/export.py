@@ -2,21 +2,25 @@
 the fidelity figures (greedy answers vs the HF model, perplexity vs the 16-bit file) when it is done.
 
 Library call: appliance.export.pipeline.export_gguf(source, types, out=..., system=..., fidelity=..., log=...),
-the function behind `airlock export gguf`. It runs in a worker thread (the UI never blocks); its log lines stream
-into the log pane. Leaving the TUI while an export runs stops it (the CLI `airlock export gguf` is the way to run
-one unattended); nothing half-written is left, the pipeline stages every file.
+the function behind `airlock export gguf`, run as a detached job (appliance.export.job, as `airlock export gguf
+--detach` does): leaving the TUI does not stop it, 4 Jobs stops it, and its log lines stream into the log pane.
+Nothing half-written is left: the pipeline stages every file.
 """
+
+from pathlib import Path
 
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.widgets import Checkbox, Input, Log, SelectionList, Static
+from textual.widgets import Checkbox, Input, Log, Static
 
+from ...export.quantize import FTYPES
+from ..widgets.choices import Choices, Tick
 from ..widgets.form import row
 from .base import AirlockScreen
 
-OFFERED = ("f16", "bf16", "q8_0", "q6_k", "q5_k_m", "q4_k_m", "q4_0", "q3_k_m", "q2_k")
+OFFERED = tuple(FTYPES)  # every type the exporter knows, all on screen at once
 
 
 def fidelity_lines(fid: dict) -> list[str]:
@@ -43,15 +47,17 @@ class ExportScreen(AirlockScreen):
     ExportScreen .row { height: 1; }
     ExportScreen .row Label { width: 14; color: $text-muted; }
     ExportScreen .row Input { width: 1fr; }
-    ExportScreen #types { height: 5; border: none; }
+    ExportScreen #types { margin: 0 0 0 15; }
     ExportScreen #export-state { height: 1; padding: 0 1; }
     ExportScreen #export-log { height: 1fr; border-top: solid $panel; }
     """
 
     def __init__(self):
         super().__init__()
-        self.running = False
-        self.result = None
+        self.job = None  # the export job this screen follows
+        self.log_pos = 0
+        self.timer = None
+        self.result = None  # result.json of the last completed export
 
     def body(self) -> ComposeResult:
         with Vertical(id="export-form"):
@@ -61,8 +67,8 @@ class ExportScreen(AirlockScreen):
                       Input("", id="out", compact=True, placeholder="empty = <job>/gguf or <home>/exports/<name>"))
             yield row("system prompt", Input("", id="system", compact=True, placeholder="for the Modelfile (optional)"))
             yield row("fidelity",
-                      Checkbox("measure answers and perplexity after export", True, id="fidelity", compact=True))
-            yield SelectionList(*((t, t, t == "q4_k_m") for t in OFFERED), id="types")
+                      Tick("measure answers and perplexity after export", True, id="fidelity", compact=True))
+            yield Choices(list(OFFERED), {"q4_k_m"}, id="types")
         yield Static("pick a source and the GGUF types, then Ctrl+R", id="export-state")
         yield Log(id="export-log", max_lines=2000)
 
@@ -80,63 +86,82 @@ class ExportScreen(AirlockScreen):
             if path is not None:
                 self.query_one("#source", Input).value = str(path)
 
-        self.app.push_screen(FilePicker("Export source: a job dir, adapter/ or model/ directory", dirs=True), chosen)
+        self.app.push_screen(FilePicker("Export source: a job dir, adapter/ or model/ directory",
+                                        self.query_one("#source", Input).value, dirs=True), chosen)
 
     def action_export(self) -> None:
-        if self.running:
-            self.notify("an export is already running", severity="warning")
+        if self.job is not None and self.job.status()["state"] in ("queued", "running", "stopping"):
+            self.notify(f"export {self.job.id} is still running (4 Jobs shows it)", severity="warning")
             return
         source = self.query_one("#source", Input).value.strip()
-        types = list(self.query_one("#types", SelectionList).selected)
+        types = self.query_one("#types", Choices).selected
         if not source or not types:
             self.notify("give a source and pick at least one GGUF type", severity="warning")
             return
         out = self.query_one("#out", Input).value.strip() or None
         system = self.query_one("#system", Input).value.strip() or None
         fidelity = self.query_one("#fidelity", Checkbox).value
-        self.running = True
         self.result = None
         self.query_one("#export-log", Log).clear()
-        self.query_one("#export-state", Static).update(f"exporting {source} -> {', '.join(types)} ...")
-        self.run_export(source, types, out, system, fidelity)
+        self.start_export(source, types, out, system, fidelity)
 
     @work(thread=True, exclusive=True, group="export", exit_on_error=False)
-    def run_export(self, source: str, types: list[str], out, system, fidelity: bool) -> None:
-        from pathlib import Path
-
-        from ...export.pipeline import export_gguf
-
-        logw = self.query_one("#export-log", Log)
-
-        def log(line: str) -> None:
-            self.app.call_from_thread(logw.write_line, str(line))
+    def start_export(self, source: str, types: list[str], out, system, fidelity: bool) -> None:
+        """The export runs as a detached job (appliance.export.job): leaving the TUI does not stop it."""
+        from ...export.job import start
 
         try:
-            result = export_gguf(source, types, out=Path(out) if out else None, system=system, fidelity=fidelity,
-                                 log=log)
+            job = start(source, ["airlock", "tui"], types=types, out=out, system=system, fidelity=fidelity)
         except Exception as exc:
-            self.app.call_from_thread(self._done, None)
-            self.fail_from_thread(exc, "exporting")
+            self.fail_from_thread(exc, "starting the export")
             return
-        self.app.call_from_thread(self._done, result)
+        self.app.call_from_thread(self._follow, job)
 
-    def _done(self, result) -> None:
-        self.running = False
-        self.result = result
-        state = self.query_one("#export-state", Static)
-        if result is None:
-            state.update("[b]export failed[/b] (see the notification and the log above)")
+    def _follow(self, job) -> None:
+        self.job, self.log_pos = job, 0
+        self.query_one("#export-state", Static).update(
+            f"exporting as job {job.id} (it keeps running if you leave; 4 Jobs can stop it) ...")
+        if self.timer is None:
+            self.timer = self.set_interval(0.5, self._poll)
+
+    def _poll(self) -> None:
+        """New log lines into the log pane; the summary once the job has ended."""
+        if self.job is None:
             return
+        try:
+            with open(self.job.log_path, "rb") as fh:
+                fh.seek(self.log_pos)
+                chunk = fh.read()
+        except FileNotFoundError:
+            chunk = b""
+        self.log_pos += len(chunk)
+        logw = self.query_one("#export-log", Log)
+        for line in chunk.decode("utf-8", "replace").splitlines():
+            logw.write_line(line)
+        status = self.job.status()
+        if status["state"] not in ("queued", "running", "stopping"):
+            job, self.job = self.job, None
+            self._done(job, status)
+
+    def _done(self, job, status: dict) -> None:
+        import json
+
+        state = self.query_one("#export-state", Static)
+        result_file = job.path / "result.json"
+        if status["state"] != "completed" or not result_file.is_file():
+            state.update(f"[b]export {status['state']}[/b]: {status.get('message', '')}".replace("[/b]: ", "[/b]: "))
+            return
+        self.result = json.loads(result_file.read_text(encoding="utf-8"))
         logw = self.query_one("#export-log", Log)
         logw.write_line("")
-        logw.write_line(f"written to {result.out_dir}:")
-        for qtype, path in result.files.items():
-            logw.write_line(f"  {qtype:<8} {path.name}")
-        if result.fidelity:
+        logw.write_line(f"written to {self.result['out_dir']}:")
+        for qtype, path in self.result["files"].items():
+            logw.write_line(f"  {qtype:<8} {Path(path).name}")
+        if self.result.get("fidelity"):
             logw.write_line("fidelity:")
-            for line in fidelity_lines(result.fidelity):
+            for line in fidelity_lines(self.result["fidelity"]):
                 logw.write_line("  " + line)
-        state.update(f"[b]done[/b]: {len(result.files)} GGUF file(s) in {result.out_dir}".replace("[/b]: ", "[/b]: "))
+        state.update(f"[b]done[/b]: {len(self.result['files'])} GGUF file(s) in {self.result['out_dir']}")
 
     def palette_commands(self):
         return [("Export to GGUF", "merge, convert, quantize, Modelfile, fidelity (Ctrl+R)", self.action_export)]

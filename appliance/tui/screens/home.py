@@ -99,7 +99,8 @@ class HomeScreen(AirlockScreen):
         for art in artifacts().values():
             if art.get("kind") == "bundle":
                 rows.append((art["id"], "bundle", "yes", str(art.get("facts", {}).get("size", ""))))
-        return rows
+        # What is here first: at 80x24 only a few rows show, and they should not be catalog entries not installed.
+        return sorted(rows, key=lambda r: r[2] != "yes")
 
     def _show(self, facts: str, job_rows: list[tuple], model_rows: list[tuple]) -> None:
         self.query_one("#host", Static).update(facts)

@@ -147,10 +147,19 @@ class JobsScreen(AirlockScreen):
             return None
 
     def action_stop(self) -> None:
+        from ..widgets.confirm import Confirm
+
         job = self._job()
-        if job is not None:
-            self.notify(f"stopping {job.id} (it saves a checkpoint first) ...")
-            self.stop_job(job)
+        if job is None:
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.notify(f"stopping {job.id} (it saves a checkpoint first) ...")
+                self.stop_job(job)
+
+        self.app.push_screen(Confirm(f"Stop {job.id}?", "A training job saves a checkpoint first and can be "
+                                     "resumed (R)."), answered)
 
     @work(thread=True, group="jobs-action", exit_on_error=False)
     def stop_job(self, job) -> None:

@@ -83,7 +83,10 @@ class ModelsScreen(AirlockScreen):
         order = {"base": 0, "model": 1, "adapter": 2, "merged": 3, "gguf": 4, "bundle": 5}
         table = self.query_one(DataTable)
         table.clear()
-        for art_id, art in sorted(arts.items(), key=lambda kv: (order.get(kv[1].get("kind"), 9), kv[0])):
+        # Catalog entries not installed here go last: what exists on this host comes first in a small terminal.
+        absent = lambda art: art.get("facts", {}).get("installed") == "no"  # noqa: E731
+        for art_id, art in sorted(arts.items(), key=lambda kv: (absent(kv[1]), order.get(kv[1].get("kind"), 9),
+                                                                 kv[0])):
             parents = ", ".join(p for p in art.get("parents", []) if not p.startswith("dataset:"))
             table.add_row(art.get("kind", "?"), art_id, parents or "-", key_figures(art.get("facts", {})),
                           key=art_id)

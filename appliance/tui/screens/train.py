@@ -17,6 +17,7 @@ from textual.widgets import Button, Input, Select, Static, TabbedContent, TabPan
 from ...errors import AirlockError
 from .. import host
 from ..widgets.form import ConfigForm, fields_of
+from ..widgets.typing_select import TypingSelect
 from .base import AirlockScreen
 
 ORDER = ["model", "method", "stage", "data.path", "data.dataset", "data.format", "max_steps", "num_train_epochs",
@@ -86,20 +87,20 @@ def error_keys(where: str | None, keys: set[str]) -> list[str]:
 class TrainScreen(AirlockScreen):
     MODE = "train"
     BINDINGS = [
-        Binding("ctrl+r", "start", "Start job", priority=True),
-        Binding("ctrl+b", "browse", "Browse data", priority=True),
-        Binding("ctrl+s", "save", "Save config", priority=True),
-        Binding("ctrl+y", "copy", "Copy CLI", priority=True),
-        Binding("ctrl+l", "load", "Load config", priority=True),
-        Binding("ctrl+t", "flip", "Form/Config", priority=True),
+        Binding("ctrl+r", "start", "Start", priority=True),
+        Binding("ctrl+b", "browse", "Browse", priority=True),
+        Binding("ctrl+s", "save", "Save", priority=True),
+        Binding("ctrl+y", "copy", "Copy CLI", priority=True, show=False),  # named on the Config & CLI tab
+        Binding("ctrl+l", "load", "Load", priority=True),
+        Binding("ctrl+t", "flip", "Config/CLI", priority=True),
     ]
     DEFAULT_CSS = """
     TrainScreen TabbedContent { height: 1fr; }
-    TrainScreen #train-panel { height: 4; border-top: solid $panel; padding: 0 1; }
-    TrainScreen #train-panel Horizontal { height: 1; }
+    TrainScreen #train-panel { height: auto; max-height: 7; border-top: solid $panel; padding: 0 1; }
+    TrainScreen #train-panel Horizontal { height: auto; }
     TrainScreen #device { width: 30; }
     TrainScreen #memory { width: 1fr; }
-    TrainScreen #valid, TrainScreen #help, TrainScreen #memory { height: 1; text-wrap: nowrap; text-overflow: ellipsis; }
+    TrainScreen #valid, TrainScreen #help, TrainScreen #memory { height: auto; max-height: 2; }
     TrainScreen #valid.-bad { color: $error; }
     TrainScreen #help { color: $text-muted; }
     TrainScreen #cli { height: auto; }
@@ -134,7 +135,7 @@ class TrainScreen(AirlockScreen):
                     yield Input("", id="job-name", placeholder="job name (optional)", compact=True)
         with Vertical(id="train-panel"):
             with Horizontal():
-                yield Select([], id="device", prompt="device", compact=True, allow_blank=True)
+                yield TypingSelect([], id="device", prompt="device", compact=True, allow_blank=True)
                 yield Static("", id="memory")
             yield Static("", id="valid")
             yield Static("", id="help")
@@ -193,7 +194,7 @@ class TrainScreen(AirlockScreen):
             self._show_memory()
 
     def validate(self):
-        from ...train import from_dict
+        from ...train import from_dict, preflight
 
         form = self.query_one(ConfigForm)
         errors: dict[str, str] = {}
@@ -213,6 +214,7 @@ class TrainScreen(AirlockScreen):
         problem = ""
         try:
             self.config = from_dict(form.mapping(), where="train form")
+            preflight(self.config, hardware=False)  # a model that is not installed is not "valid"
         except AirlockError as exc:
             self.config = None
             problem = exc.message + (f" (fix: {exc.fix})" if exc.fix else "")
@@ -273,7 +275,7 @@ class TrainScreen(AirlockScreen):
 
     def _show_cli(self) -> None:
         self.query_one("#cli", Static).update(
-            f"Equivalent command (after Ctrl+S saves the config below):\n[b]{self._command()}[/b]")
+            f"Equivalent command (after Ctrl+S saves the config below; Ctrl+Y copies both):\n[b]{self._command()}[/b]")
         self.query_one("#config-yaml", TextArea).text = self._config_yaml()
 
     def on_input_changed(self, event: Input.Changed) -> None:
@@ -292,8 +294,6 @@ class TrainScreen(AirlockScreen):
         tabs.active = "tab-config" if tabs.active == "tab-form" else "tab-form"
 
     def action_browse(self) -> None:
-        from pathlib import Path
-
         from ..widgets.file_picker import FilePicker
 
         current = str(self.query_one(ConfigForm).raw("data.path")).strip()
@@ -303,8 +303,8 @@ class TrainScreen(AirlockScreen):
                 self.query_one(ConfigForm).set_values({"data": {"path": str(path)}})
                 self.validate()
 
-        self.app.push_screen(FilePicker("Training data: a file or a LLaMA-Factory data dir",
-                                        Path(current).parent if current else None, dirs=True), chosen)
+        self.app.push_screen(FilePicker("Training data: a file or a LLaMA-Factory data dir", current, dirs=True),
+                             chosen)
 
     def action_load(self) -> None:
         from ..widgets.file_picker import FilePicker
@@ -324,7 +324,8 @@ class TrainScreen(AirlockScreen):
             self.validate()
             self.notify(f"loaded {path}")
 
-        self.app.push_screen(FilePicker("Load a training config (YAML/JSON/TOML)"), chosen)
+        self.app.push_screen(FilePicker("Load a training config (YAML/JSON/TOML)",
+                                        self.query_one("#save-path", Input).value), chosen)
 
     def action_save(self) -> None:
         from pathlib import Path

@@ -23,12 +23,10 @@ class FilePicker(ModalScreen[Path | None]):
     FilePicker #picker-hint { color: $text-muted; height: 1; }
     """
 
-    def __init__(self, title: str, start: Path | None = None, dirs: bool = False):
+    def __init__(self, title: str, start: Path | str | None = None, dirs: bool = False):
         super().__init__()
         self.title_text = title
-        self.start = Path(start or Path.cwd()).expanduser()
-        if self.start.is_file():
-            self.start = self.start.parent
+        self.start = start_dir(start)
         self.dirs = dirs  # a directory is a valid choice too (a LLaMA-Factory data dir, a model dir)
 
     def compose(self) -> ComposeResult:
@@ -36,18 +34,25 @@ class FilePicker(ModalScreen[Path | None]):
             yield Static(f"[b]{self.title_text}[/b]")
             yield Input(str(self.start), id="picker-path", compact=True)
             yield DirectoryTree(self.start, id="picker-tree")
-            hint = "Enter on a file picks it" + (", Ctrl+O picks the highlighted folder" if self.dirs else "")
+            hint = "type a path and Enter, or Tab to the tree and Enter on a file" + (
+                "; Ctrl+O picks a folder" if self.dirs else "")
             yield Static(f"{hint}; Esc cancels", id="picker-hint")
 
     def on_mount(self) -> None:
-        self.query_one(DirectoryTree).focus()
+        # The path field has focus first: a typed or pasted path goes straight in (Tab moves to the tree).
+        field = self.query_one("#picker-path", Input)
+        field.focus()
+        field.cursor_position = len(field.value)
 
     def on_directory_tree_file_selected(self, event: DirectoryTree.FileSelected) -> None:
         self.dismiss(Path(event.path))
 
     def on_tree_node_highlighted(self, event) -> None:
+        # Only a highlight the user made (the tree has focus) fills the path field: the tree also highlights
+        # while it loads, and that used to overwrite a path being typed or pasted into the field.
+        tree = self.query_one(DirectoryTree)
         data = getattr(event.node, "data", None)
-        if data is not None and getattr(data, "path", None) is not None:
+        if self.focused is tree and data is not None and getattr(data, "path", None) is not None:
             self.query_one("#picker-path", Input).value = str(data.path)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
@@ -68,3 +73,15 @@ class FilePicker(ModalScreen[Path | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+def start_dir(value: Path | str | None) -> Path:
+    """Where a picker for a field opens: the field's own directory (or its nearest existing parent, for a path
+    still being typed), else the current directory."""
+    text = str(value or "").strip()
+    path = Path(text).expanduser() if text else Path.cwd()
+    if not path.is_absolute():
+        path = Path.cwd() / path
+    while not path.is_dir() and path != path.parent:
+        path = path.parent
+    return path

@@ -20,6 +20,9 @@ from textual.message import Message
 from textual.suggester import SuggestFromList
 from textual.widgets import Checkbox, Input, Label, Select, Static
 
+from .choices import Tick
+from .typing_select import TypingSelect
+
 
 @dataclass
 class FieldSpec:
@@ -110,10 +113,10 @@ class ConfigForm(VerticalScroll):
 
     def _widget(self, spec: FieldSpec):
         if spec.choices:
-            return Select([(str(c), c) for c in spec.choices], value=spec.default, allow_blank=False,
+            return TypingSelect([(str(c), c) for c in spec.choices], value=spec.default, allow_blank=False,
                           id=spec.widget_id, compact=True)
         if spec.hint is bool:
-            return Checkbox("", value=bool(spec.default), id=spec.widget_id, compact=True)
+            return Tick("", value=bool(spec.default), id=spec.widget_id, compact=True)
         suggester = SuggestFromList(self.suggestions[spec.key], case_sensitive=False) \
             if spec.key in self.suggestions else None
         placeholder = self.placeholders.get(spec.key) or (
