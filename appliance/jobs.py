@@ -359,7 +359,8 @@ def run(job: Job) -> int:
     state = job.raw_status().get("state")
     if state in ACTIVE:
         job.set_status(state="completed", message="done")
-    _audit(job, "complete" if state in ACTIVE or state == "completed" else state)
+    # training stops at a step boundary and returns normally: its final state says which end this was
+    _audit(job, {"stopped": "stop", "failed": "fail"}.get(state, "complete"))
     return 0
 
 

@@ -4,6 +4,7 @@ Every test session gets its own AIRLOCK_HOME. The converter tools and the embedd
 `make setup` into the checkout's .airlock/) are linked in read-only, so tests never touch the network for them.
 """
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -102,3 +103,17 @@ def wait_for(predicate, what: str, timeout: float = 300, poll: float = 0.02) -> 
             return
         time.sleep(poll)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+@contextlib.contextmanager
+def tmpfs(mount: Path, options: str):
+    """A tmpfs mounted at `mount` for the test (a small disk, a read-only one); skips the test where mounting needs
+    a privilege this machine does not give."""
+    mount.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs ({options}) here (needs root)")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "--lazy", str(mount)], check=False)

@@ -8,7 +8,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import airlock_argv
+from conftest import airlock_argv, tmpfs
 
 EARLIER = b"GGUF an earlier export"
 
@@ -56,13 +56,8 @@ def test_missing_or_corrupt_source(tiny_model, run_offline, tmp_path, case):
 @pytest.fixture
 def small_disk(tmp_path):
     """A 160 KiB tmpfs: room for earlier files, not for a converted model (the tiny f16 GGUF is ~300 KiB)."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(mount)],
-                                           capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a small tmpfs here (needs root)")
-    yield mount
-    subprocess.run(["umount", str(mount)], check=False)
+    with tmpfs(tmp_path / "small", "size=160k") as mount:
+        yield mount
 
 
 def test_no_space_left(tiny_model, run_offline, small_disk):

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from conftest import airlock_argv, wait_for
+from conftest import airlock_argv, tmpfs, wait_for
 from test_jobs_lifecycle import reap_jobs
 from test_train_resume import _checkpoints, _status, _start
 
@@ -73,6 +73,13 @@ def test_corrupt_checkpoint_falls_back_to_the_newest_whole_one(stopped):
     assert f"checkpoint-{steps[-1]} is damaged ({weights.name})" in proc.stdout
     assert f"resuming from checkpoint-{steps[-2]}" in proc.stdout
     assert (job / "checkpoints" / f"damaged-checkpoint-{steps[-1]}").is_dir() and _status(job)["state"] == "completed"
+    # the audit log has every start and end of this job's runs, and the resume with what it found
+    from appliance.registry import audit_log
+
+    actions = [(e["action"], e.get("previous_state")) for e in audit_log() if e.get("job") in (job.name, stopped.name)]
+    for expected in (("train.start", None), ("train.stop", None), ("train.resume", "stopped"),
+                     ("train.complete", None)):
+        assert expected in actions, actions
 
 
 def test_resume_from_a_chosen_checkpoint(stopped):
@@ -91,16 +98,9 @@ def test_resume_from_a_chosen_checkpoint(stopped):
 def small_jobs_disk(tmp_path, request):
     """A home whose jobs/ lives on a small tmpfs (6 MiB unless the test's `disk_size` mark says otherwise; the tiny
     model's full checkpoints are about 1.8 MiB each, and the up-front check counts optimizer state too)."""
-    import os
-
     size = request.node.get_closest_marker("disk_size")
-    mount = tmp_path / "small"
-    mount.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size.args[0] if size else '6m'}",
-                                            "tmpfs", str(mount)], capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a small tmpfs here (needs root)")
-    yield mount
-    subprocess.run(["umount", "--lazy", str(mount)], check=False)
+    with tmpfs(tmp_path / "small", f"size={size.args[0] if size else '6m'}") as mount:
+        yield mount
 
 
 def _home_on(mount, airlock_home, tmp_path):

@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import airlock_argv, wait_for
+from conftest import airlock_argv, tmpfs, wait_for
 from test_jobs_lifecycle import reap_jobs
 
 EMBEDDED = "airlock-embedded/SmolLM2-135M-Instruct"
@@ -23,13 +23,8 @@ EMBEDDED = "airlock-embedded/SmolLM2-135M-Instruct"
 @pytest.fixture
 def read_only(tmp_path):
     """A directory on a read-only mount: root bypasses mode bits, not a read-only filesystem."""
-    mount = tmp_path / "ro"
-    mount.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mount)],
-                                           capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a read-only tmpfs here (needs root)")
-    yield mount
-    subprocess.run(["umount", "--lazy", str(mount)], check=False)
+    with tmpfs(tmp_path / "ro", "ro,size=1m") as mount:
+        yield mount
 
 
 def _refused_before_work(proc, what: str, started_work: str):
@@ -176,3 +171,20 @@ def test_detached_export_is_a_job_with_its_result(tiny_model, tmp_path, airlock_
     result = json.loads((job / "result.json").read_text())
     assert Path(result["files"]["q8_0"]).is_file() and Path(result["out_dir"]) == out
     assert "q8_0" in result["fidelity"]["types"] and "converting" in (job / "log.txt").read_text()
+
+
+def test_every_export_is_tracked_and_an_empty_audit_log_says_so(tiny_model, tmp_path):
+    """Exporting again to another --out used to replace the registry entry (the earlier GGUF went untracked)."""
+    from appliance.registry import artifacts
+
+    for out in ("first", "second"):
+        proc = subprocess.run(airlock_argv("export", "gguf", tiny_model, "--type", "q8_0", "--out", tmp_path / out,
+                                           "--no-fidelity"), capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+    paths = {Path(a["path"]).parent.name for a in artifacts().values() if a["kind"] == "gguf" and a.get("path")}
+    assert {"first", "second"} <= paths
+
+    empty = tmp_path / "empty-home"
+    proc = subprocess.run(airlock_argv("models", "audit"), capture_output=True, text=True,
+                          env=dict(os.environ, AIRLOCK_HOME=str(empty)))
+    assert proc.returncode == 0 and "the audit log is empty" in proc.stdout

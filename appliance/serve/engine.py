@@ -95,11 +95,24 @@ class LlamaEngine:
         self.n_batch = n_batch
         self.batch = lc.llama_batch_init(n_batch, 0, 1)
         self.slots = [_Slot(i) for i in range(slots)]
+        self._warm_up()
         self.waiting: queue.Queue[Request] = queue.Queue()
         self.stopping = threading.Event()
         self.busy = 0
         self.thread = threading.Thread(target=self._loop, name="llama-engine", daemon=True)
         self.thread.start()
+
+    def _warm_up(self) -> None:
+        """One decode and one template render before the server says it is ready, as llama.cpp's own server does:
+        the first request should not pay for graph allocation, weight paging and compiling the chat template."""
+        lc, batch = self.lc, self.batch
+        token = lc.llama_vocab_bos(self.vocab)
+        batch.token[0], batch.pos[0], batch.n_seq_id[0] = token if token >= 0 else 0, 0, 1
+        batch.seq_id[0][0], batch.logits[0] = 0, True
+        batch.n_tokens = 1
+        lc.llama_decode(self.ctx, batch)
+        lc.llama_memory_seq_rm(self.memory, 0, -1, -1)
+        self.render([{"role": "user", "content": "hello"}])
 
     # ------------------------------------------------------------------ the request side
     def render(self, messages: list[dict]) -> tuple[str, list[str]]:
