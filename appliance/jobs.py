@@ -325,6 +325,8 @@ def run(job: Job) -> int:
     import traceback
 
     info = job.info
+    if info.get("kind") == "train":
+        _short_openmp_spin()
     inherited = os.environ.pop(LOCK_FD_ENV, None)
     try:
         lock = int(inherited) if inherited else lock_runner(job)
@@ -362,6 +364,17 @@ def run(job: Job) -> int:
     # training stops at a step boundary and returns normally: its final state says which end this was
     _audit(job, {"stopped": "stop", "failed": "fail"}.get(state, "complete"))
     return 0
+
+
+def _short_openmp_spin() -> None:
+    """Training only: torch's CPU kernels run on GNU OpenMP, whose idle threads spin 300,000 rounds before they
+    sleep. On a host shared with other CPU-hungry work those spinning threads take the cores the straggler thread
+    and the neighbour need: a LoRA step measured 7x slower beside a neighbour busy on every CPU, 3x with a short
+    spin, and no slower alone (`python -m bench busy`). Not for llama.cpp (chat, serve, export): one-token decodes
+    sync threads per operation, and a short spin halved single-stream tokens/s there. Set before torch loads
+    libgomp; an operator's own GOMP_SPINCOUNT or OMP_WAIT_POLICY wins."""
+    if "GOMP_SPINCOUNT" not in os.environ and "OMP_WAIT_POLICY" not in os.environ:
+        os.environ["GOMP_SPINCOUNT"] = "10000"
 
 
 def _audit(job: Job, event: str, **details) -> None:

@@ -104,7 +104,7 @@ def test_quantize_interrupt_stops_cleans_up_and_exits_130(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["earlier.gguf"], "no later type, no temporary file is left"
 
 
-def test_export_prints_final_names_and_publishes_readable_files(tiny_model, tmp_path):
+def test_export_prints_final_names_publishes_readable_files_and_tracks_every_export(tiny_model, tmp_path):
     out = tmp_path / "published"
     proc = subprocess.run(["sh", "-c", 'umask 022 && exec "$@"', "sh",
                            *map(str, airlock_argv("export", "gguf", tiny_model, "--type", "q8_0", "--out", out))],
@@ -119,6 +119,15 @@ def test_export_prints_final_names_and_publishes_readable_files(tiny_model, tmp_
     for path in files:
         assert stat.S_IMODE(path.stat().st_mode) == 0o644, f"{path.name} is {oct(path.stat().st_mode)}"
     assert stat.S_IMODE(out.stat().st_mode) == 0o755
+
+    # Exporting again to another --out used to replace the registry entry (the earlier GGUF went untracked).
+    from appliance.registry import artifacts
+
+    again = subprocess.run(airlock_argv("export", "gguf", tiny_model, "--type", "q8_0", "--out", tmp_path / "again",
+                                        "--no-fidelity"), capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    paths = {Path(a["path"]).parent.name for a in artifacts().values() if a["kind"] == "gguf" and a.get("path")}
+    assert {"published", "again"} <= paths
 
 
 def test_merged_model_is_group_readable(tiny_model, tmp_path):
@@ -173,18 +182,7 @@ def test_detached_export_is_a_job_with_its_result(tiny_model, tmp_path, airlock_
     assert "q8_0" in result["fidelity"]["types"] and "converting" in (job / "log.txt").read_text()
 
 
-def test_every_export_is_tracked_and_an_empty_audit_log_says_so(tiny_model, tmp_path):
-    """Exporting again to another --out used to replace the registry entry (the earlier GGUF went untracked)."""
-    from appliance.registry import artifacts
-
-    for out in ("first", "second"):
-        proc = subprocess.run(airlock_argv("export", "gguf", tiny_model, "--type", "q8_0", "--out", tmp_path / out,
-                                           "--no-fidelity"), capture_output=True, text=True)
-        assert proc.returncode == 0, proc.stderr
-    paths = {Path(a["path"]).parent.name for a in artifacts().values() if a["kind"] == "gguf" and a.get("path")}
-    assert {"first", "second"} <= paths
-
-    empty = tmp_path / "empty-home"
+def test_models_audit_on_an_empty_log_says_so(tmp_path):
     proc = subprocess.run(airlock_argv("models", "audit"), capture_output=True, text=True,
-                          env=dict(os.environ, AIRLOCK_HOME=str(empty)))
+                          env=dict(os.environ, AIRLOCK_HOME=str(tmp_path / "empty-home")))
     assert proc.returncode == 0 and "the audit log is empty" in proc.stdout
