@@ -8,8 +8,10 @@ BIN         := $(VENV)/bin
 # point pip at the CPU index: make setup TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
 TORCH_SPEC     ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
-SYSTEM_TOOLS   := tmux minisign unshare
-PYTEST_ARGS    ?=
+SYSTEM_TOOLS   := tmux minisign unshare go
+# Two test processes, a test file each (the tests wait on subprocesses, imports and tmux a good part of the time):
+# the suite takes about three quarters of the time of one process on 2 cores. PYTEST_ARGS= runs it in one.
+PYTEST_ARGS    ?= -n 2 --dist loadfile
 # Wheels set-up obtains are kept in .airlock/wheels, where appliance bundles (make demo) take them from: torch's CPU
 # build, and llama-cpp-python, which has no wheel on the registry and is built once from its sdist: portable
 # (-DGGML_NATIVE=OFF: AVX2/FMA/F16C, any x86-64 CPU since 2013; a native build crashed on an AVX-512/AMX CPU here)
@@ -43,14 +45,15 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 # Debian packages the tests and the demo use: tmux (TUI end-to-end test), minisign (independent signature check),
-# unshare from util-linux (a real air gap). Installed only when missing and when we may.
+# unshare from util-linux (a real air gap), go from golang-go (Go's text/template, the engine Ollama renders a
+# Modelfile's TEMPLATE with, judges the Modelfiles exports write). Installed only when missing and when we may.
 system-tools:
 	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing system tools:$$missing"; \
-	    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux minisign util-linux >/dev/null; \
-	  else echo "note: missing$$missing (apt-get install tmux minisign util-linux); tests that need them will skip"; fi; \
+	    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux minisign util-linux golang-go >/dev/null; \
+	  else echo "note: missing$$missing (apt-get install tmux minisign util-linux golang-go); tests that need them will skip"; fi; \
 	fi
 
 test: setup

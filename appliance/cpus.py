@@ -83,7 +83,9 @@ def other_airlock_work() -> list[str]:
         try:
             job = Job(path)
             st = job.status()
-            if st.get("state") in ACTIVE and st.get("pid") != os.getpid() and pid_alive(st.get("pid")):
+            # This process's own job: its pid, or its parent's (a rank of a distributed run, under its runner)
+            mine = st.get("pid") in (os.getpid(), os.getppid())
+            if st.get("state") in ACTIVE and not mine and pid_alive(st.get("pid")):
                 found.append(f"{job.id} ({job.info.get('kind', 'job')}, pid {st['pid']})")
         except Exception:  # a half-written job directory is not a reason to fail the caller's work
             continue

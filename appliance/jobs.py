@@ -295,14 +295,32 @@ def stop(job: Job, grace_s: float = 120.0) -> dict:
     while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
     if pid_alive(pid):
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        while pid_alive(pid):
-            time.sleep(0.1)
+        _kill_tree(pid)
         job.set_status(state="stopped", message=f"killed after {grace_s:.0f} s without stopping on its own")
     return job.status()
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL the runner's process group and every process it started, also those in sessions of their own (the
+    ranks of a distributed run), then wait until they are gone."""
+    import psutil
+
+    try:
+        descendants = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        descendants = []
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    for proc in descendants:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(descendants, timeout=30)
+    while pid_alive(pid):
+        time.sleep(0.1)
 
 
 def _resolve(spec: str):

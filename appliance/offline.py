@@ -7,6 +7,10 @@ to the file named by AIRLOCK_NET_GUARD_LOG, which tests read to prove that nothi
 
 Child Python processes (llama.cpp's converter) run through `python -m appliance.offline SCRIPT ARGS...`, which
 installs the same guard before running the script.
+
+Distributed training is the one case where ranks talk to other hosts: `allow_addresses([...])` (the run's
+master_addr and `distributed.allow`) lets connections to those addresses, networks (CIDR) and host names through,
+in this process and in its children (AIRLOCK_NET_ALLOW); everything else is still refused.
 """
 
 import os
@@ -36,7 +40,9 @@ OFFLINE_ENV = {
 }
 
 _LOOPBACK = ("127.", "::1", "localhost")
+ALLOW_ENV = "AIRLOCK_NET_ALLOW"
 _installed = False
+_resolved: set[str] = set()  # addresses that allowed host names resolved to
 
 
 def offline_env(base: dict | None = None) -> dict:
@@ -59,6 +65,34 @@ def enforce_offline() -> None:
 
 def _is_loopback(host) -> bool:
     return isinstance(host, str) and host.startswith(_LOOPBACK)
+
+
+def allow_addresses(entries) -> None:
+    """Let this process and its children reach `entries` (addresses, CIDR networks, host names) besides loopback."""
+    current = [e for e in os.environ.get(ALLOW_ENV, "").split(",") if e]
+    os.environ[ALLOW_ENV] = ",".join(dict.fromkeys([*current, *(str(e).strip() for e in entries if str(e).strip())]))
+
+
+def _is_allowed_site_address(host) -> bool:
+    """Whether `host` is one of the site addresses AIRLOCK_NET_ALLOW names (read at each call: set late is fine)."""
+    import ipaddress
+
+    if not isinstance(host, str):
+        return False
+    entries = [e for e in os.environ.get(ALLOW_ENV, "").split(",") if e]
+    if host in entries or host in _resolved:
+        return True
+    try:
+        address = ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        return False
+    for entry in entries:
+        try:
+            if address in ipaddress.ip_network(entry, strict=False):
+                return True
+        except ValueError:
+            continue  # a host name: matched by name above, or by the addresses it resolved to
+    return False
 
 
 def _refuse(what: str) -> None:
@@ -91,7 +125,7 @@ def install_guard(allow_loopback: bool | None = None) -> None:
         if sock.family == getattr(socket, "AF_UNIX", None):
             return True
         host = address[0] if isinstance(address, tuple) else address
-        return allow_loopback and _is_loopback(host)
+        return (allow_loopback and _is_loopback(host)) or _is_allowed_site_address(host)
 
     def connect(sock, address):
         if not allowed(sock, address):
@@ -104,9 +138,13 @@ def install_guard(allow_loopback: bool | None = None) -> None:
         return real_connect_ex(sock, address)
 
     def getaddrinfo(host, *args, **kwargs):
-        if host is not None and not (allow_loopback and _is_loopback(host)):
+        if host is None or (allow_loopback and _is_loopback(host)):
+            return real_getaddrinfo(host, *args, **kwargs)
+        if not _is_allowed_site_address(host):
             _refuse(f"name lookup of {host!r}")
-        return real_getaddrinfo(host, *args, **kwargs)
+        answers = real_getaddrinfo(host, *args, **kwargs)
+        _resolved.update(str(a[4][0]) for a in answers)  # an allowed name's addresses are allowed too
+        return answers
 
     socket.socket.connect = connect
     socket.socket.connect_ex = connect_ex

@@ -1,4 +1,5 @@
-"""python -m bench [NAME ...] [--quick]: run bench/bench_<NAME>.py (all by default), write bench/results/."""
+"""python -m bench [NAME ...] [--quick] [--ranks N]: run bench/bench_<NAME>.py (all by default), write
+bench/results/. --ranks N (train only): N gloo ranks against one process with the same global batch."""
 
 import argparse
 import importlib
@@ -17,6 +18,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("names", nargs="*", help="bench modules to run (bench_<name>.py); default all")
     parser.add_argument("--quick", action="store_true", help="fewer rounds, smaller inputs")
+    parser.add_argument("--ranks", type=int, default=1,
+                        help="train: compare N distributed ranks with one process at the same global batch")
     args = parser.parse_args()
     available = sorted(m.name[len("bench_"):] for m in pkgutil.iter_modules([str(HERE)]) if m.name.startswith("bench_"))
     names = args.names or available
@@ -28,7 +31,8 @@ def main() -> int:
     for name in names:
         print(f"== {name}", flush=True)
         module = importlib.import_module(f"bench.bench_{name}")
-        result = module.run(quick=args.quick)
+        extra = {"ranks": args.ranks} if name == "train" and args.ranks > 1 else {}
+        result = module.run(quick=args.quick, **extra)
         rows.extend(result if isinstance(result, list) else [result])
     out = HERE / "results"
     out.mkdir(exist_ok=True)

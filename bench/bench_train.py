@@ -3,6 +3,7 @@ and vs the plain transformers Trainer recipe, with identical hyperparameters, in
 
     .venv/bin/python -m bench train [--quick]     # --quick: 8 steps, one round; default: 30 steps, two rounds
     BENCH_TRAIN_PEERS=trainer .venv/bin/python -m bench train    # leave LLaMA-Factory out (no venv build)
+    .venv/bin/python -m bench train --ranks 2     # Airlock's distributed path: 2 gloo ranks x batch 4 vs 1 x 8
 
 Every side trains SmolLM2-135M-Instruct with LoRA r8 / alpha 16 / dropout 0.05 on q,k,v,o,gate,up,down, cutoff 512,
 batch 8, grad-acc 1, lr 2e-4 cosine with 3% warm-up, seed 42, fp32 on the CPU, on the same 90% of
@@ -46,14 +47,16 @@ def split_data(work: Path, eval_fraction: float = 0.1) -> tuple[Path, Path]:
     return work / "train.jsonl", work / "eval.jsonl"
 
 
-def run_airlock(train: Path, steps: int) -> dict:
+def run_airlock(train: Path, steps: int, ranks: int = 1) -> dict:
+    """One Airlock training job; with `ranks` > 1, that many gloo ranks sharing the same global batch."""
     from appliance.train import load_config
 
     cfg = load_config(CONFIG, [
         f"data.path={train}", "data.val_size=0", f"data.cutoff_len={SHARED['cutoff_len']}",
         f"lora_rank={SHARED['lora_rank']}", f"lora_alpha={SHARED['lora_alpha']}",
         f"lora_dropout={SHARED['lora_dropout']}", f"lora_target=[{','.join(TARGETS)}]",
-        f"per_device_train_batch_size={SHARED['batch_size']}", f"gradient_accumulation_steps={SHARED['grad_acc']}",
+        f"per_device_train_batch_size={SHARED['batch_size'] // ranks}", f"distributed.nproc_per_node={ranks}",
+        f"gradient_accumulation_steps={SHARED['grad_acc']}",
         f"learning_rate={SHARED['learning_rate']}", f"lr_scheduler_type={SHARED['lr_scheduler_type']}",
         f"warmup_ratio={SHARED['warmup_ratio']}", f"seed={SHARED['seed']}", f"max_steps={steps}",
         "logging_steps=1", f"save_steps={steps}", "dtype=fp32"])
@@ -101,10 +104,36 @@ def eval_loss(adapter: str, eval_file: Path) -> float:
     return json.loads(proc.stdout.strip().splitlines()[-1])["loss"]
 
 
-def run(quick: bool = False) -> list[dict]:
+def run_ranks(ranks: int, steps: int, rounds: int) -> list[dict]:
+    """The distributed path's cost: `ranks` gloo ranks x batch 8/ranks against one process x batch 8 on the same
+    cores (same global batch, same samples per step), interleaved. On one host's CPUs no gain is expected: the
+    figure is the overhead of the launcher, the gradient all-reduce and the threads split between ranks.
+    Peak RSS is the largest single process (time -v), not the sum over ranks."""
+    work = Path(tempfile.mkdtemp(prefix="bench-ranks-"))
+    try:
+        train, heldout = split_data(work)
+        runs: dict[int, list[dict]] = {ranks: [], 1: []}
+        for r in range(rounds):
+            for n in runs:
+                print(f"   round {r + 1}/{rounds}: {n} rank(s) ...", flush=True)
+                result = run_airlock(train, steps, ranks=n)
+                result["eval_loss"] = eval_loss(result.pop("adapter"), heldout)
+                print(f"   {n} rank(s): {json.dumps(result)}", flush=True)
+                runs[n].append(result)
+        return [row(f"train LoRA {steps} steps, {ranks} gloo ranks: {key}", "1 process, same global batch",
+                    [x[key] for x in runs[ranks]], [x[key] for x in runs[1]], unit=unit, lower_is_better=lower)
+                for key, unit, lower in (("nonpad_tokens_per_s", "tok/s", False), ("s_per_step", "s", True),
+                                         ("peak_rss_mb", "MB", True), ("eval_loss", "nats", True))]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run(quick: bool = False, ranks: int = 1) -> list[dict]:
     from .llamafactory_env import python as llamafactory_python
 
     steps, rounds = (8, 1) if quick else (30, 2)
+    if ranks > 1:
+        return run_ranks(ranks, steps, rounds)
     peers = [p for p in os.environ.get("BENCH_TRAIN_PEERS", "trainer,llamafactory").split(",") if p]
     pythons = {"trainer": Path(sys.executable)}
     if "llamafactory" in peers:

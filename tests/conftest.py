@@ -76,7 +76,7 @@ def run_offline(tmp_path):
 
     def run(argv, *, check=True, env=None, timeout=900, **kwargs):
         guard_log = tmp_path / f"net-guard-{os.getpid()}.log"
-        full_env = dict(os.environ, AIRLOCK_NET_GUARD_LOG=str(guard_log), **(env or {}))
+        full_env = {**os.environ, "AIRLOCK_NET_GUARD_LOG": str(guard_log), **(env or {})}
         proc = subprocess.run(["unshare", "-n", *map(str, argv)], env=full_env, capture_output=True, text=True,
                               timeout=timeout, **kwargs)
         attempts = guard_log.read_text() if guard_log.exists() else ""

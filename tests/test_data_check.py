@@ -63,14 +63,15 @@ def test_bad_data_is_reported_not_raised(tok, tmp_path):
     assert report.to_dict()["errors"] == 1
 
 
-def test_tokenizer_without_chat_template_gives_a_note(tiny_model, tmp_path):
+def test_tokenizer_without_chat_template_fails_the_check(tiny_model, tmp_path):
     from transformers import AutoTokenizer
 
     bare = AutoTokenizer.from_pretrained(tiny_model)
     bare.chat_template = None
     report = check(write_jsonl(tmp_path / "d.jsonl", facts_as_alpaca()), tokenizer=bare)
-    assert report.ok and report.token_stats is None and report.sample is None
-    assert any("no token statistics: the tokenizer has no chat template" in n for n in report.notes)
+    assert not report.ok and report.token_stats is None and report.sample is None  # training could not render it
+    [error] = report.errors
+    assert "the model has no chat template and none is given" in error.message and "--chat-template" in error.fix
 
 
 SAMPLE = sample_data_dir()

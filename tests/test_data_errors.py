@@ -157,12 +157,12 @@ def gpt_first(d):
 
 
 @case("unknown role 'bot'", "line 1", "conversations[1].from",
-      fix="use one of: system, human, gpt, observation, function_call")
+      fix="use one of: system, human, gpt")
 def unknown_role(d):
     return at(write(d / "train.jsonl", jsonl(sharegpt(("human", "Who are you?"), ("bot", "The Magic Conch.")))))
 
 
-@case("unknown role 'robot'", "line 1", "messages[1].role", fix="use one of: system, user, assistant, tool")
+@case("unknown role 'robot'", "line 1", "messages[1].role", fix="use one of: system, user, assistant")
 def openai_messages_bad_role(d):
     rec = {"messages": [{"role": "user", "content": "Who are you?"}, {"role": "robot", "content": "A conch."}]}
     return at(write(d / "train.jsonl", jsonl(rec)))
@@ -251,7 +251,7 @@ def dataset_info_several_datasets_none_named(d):
     return at(d, d / "dataset_info.json")
 
 
-@case("no 'file_name' (it is fetched from a hub via hf_hub_url; this host is offline)", "hub", "file_name")
+@case("no 'file_name' (it is fetched over the network via hf_hub_url; this host is offline)", "hub", "file_name")
 def dataset_info_hub_only_entry(d):
     write(d / "dataset_info.json", json.dumps({"hub": {"hf_hub_url": "someone/data"}}))
     return at(d, d / "dataset_info.json", dataset="hub")

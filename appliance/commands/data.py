@@ -1,7 +1,7 @@
 """`airlock data check FILE|DIR`: validate a dataset before training and show what training will see.
 
-Prints counts, the detected format, every problem (errors and warnings), token-length percentiles with the
-model's tokenizer, how many conversations the cutoff affects, duplicates, and one rendered sample with the
+Prints counts, the detected format, every problem (errors and warnings: a column training would leave out is
+one, with the number of records carrying it), token-length percentiles with the model's tokenizer, how many conversations the cutoff affects, duplicates, and one rendered sample with the
 trained tokens marked. Exit 0 when clean (warnings allowed), 1 when there are errors. --json prints the same
 report as JSON (appliance.data.check.CheckReport.to_dict()).
 """
@@ -25,6 +25,12 @@ def register(sub) -> None:
     c.add_argument("--cutoff-len", type=int, default=1024, help="token cutoff to report against (default 1024)")
     c.add_argument("--train-on", choices=["assistant", "last", "all"], default="assistant",
                    help="which tokens are trained in the sample (default: assistant replies)")
+    c.add_argument("--chat-template", default="", metavar="MODEL_ID|FILE.jinja",
+                   help="render with this template instead of the model's own: a catalog model id or a Jinja file "
+                        "(data.chat_template in a training config)")
+    c.add_argument("--ignore-columns", default="", metavar="NAMES",
+                   help="comma-separated columns training may leave out (data.ignore_columns): their warnings "
+                        "become notes")
     c.add_argument("--json", action="store_true", help="print the report as JSON")
     c.set_defaults(func=run_check, offline=True)
     p.set_defaults(func=lambda args: p.print_help() or 0)
@@ -33,8 +39,10 @@ def register(sub) -> None:
 def run_check(args) -> int:
     from ..data.check import check
 
+    ignore = [c.strip() for c in args.ignore_columns.split(",") if c.strip()]
     report = check(args.path, format=args.format, dataset=args.dataset, model=args.model,
-                   cutoff_len=args.cutoff_len, train_on=args.train_on)
+                   cutoff_len=args.cutoff_len, train_on=args.train_on, chat_template=args.chat_template,
+                   ignore_columns=ignore)
     if args.json:
         import json
 

@@ -1,7 +1,8 @@
 """`airlock train CONFIG [--set key=value ...] [--detach] [--name NAME]` and `airlock train --resume JOB_ID`.
 
 `airlock train --from-llamafactory FILE.yaml [--set ...] [--detach]` runs a LLaMA-Factory training YAML: it prints
-the translation (appliance.llamafactory: translated / not needed / NOT SUPPORTED keys), then starts the job.
+the translation (appliance.llamafactory: translated / not needed / NOT SUPPORTED keys), checks the data it names,
+then starts the job. A merge or prediction YAML is refused with the airlock command that does its job.
 
 Every run is a job (see appliance.jobs): in the foreground the command follows the job's log and Ctrl-C stops it
 with a checkpoint; with --detach it returns at once and the run survives the terminal.
@@ -24,7 +25,25 @@ def register(sub) -> None:
     p.add_argument("--name", help="a name for the job (its id starts with it)")
     p.add_argument("--resume", metavar="JOB", help="continue a stopped or crashed job from its last whole checkpoint")
     p.add_argument("--from-checkpoint", type=int, metavar="STEP", help="with --resume: from this step's checkpoint")
+    dist = p.add_argument_group("several processes or hosts (the config's distributed: section; see docs/distributed.md)")
+    for flag, key, kind, text in DISTRIBUTED_FLAGS:
+        dist.add_argument(flag, type=kind, metavar=key.split(".")[-1].upper(), help=text)
     p.set_defaults(func=run, offline=True)
+
+
+# Flags for what differs between the hosts of one run (or is typed often); each is `--set distributed.KEY=VALUE`.
+DISTRIBUTED_FLAGS = [
+    ("--nproc-per-node", "distributed.nproc_per_node", int, "processes on this host (one per GPU)"),
+    ("--nnodes", "distributed.nnodes", int, "hosts taking part"),
+    ("--node-rank", "distributed.node_rank", int, "this host's number, 0 to nnodes-1 (0 = the master host)"),
+    ("--master-addr", "distributed.master_addr", str, "address of the node-rank-0 host"),
+    ("--master-port", "distributed.master_port", int, "rendezvous port on the master host (default 29500)"),
+]
+
+
+def _distributed_overrides(args) -> list[str]:
+    return [f"{key}={getattr(args, flag[2:].replace('-', '_'))}" for flag, key, _, _ in DISTRIBUTED_FLAGS
+            if getattr(args, flag[2:].replace("-", "_")) is not None]
 
 
 def run(args) -> int:
@@ -35,6 +54,7 @@ def run(args) -> int:
     if args.from_checkpoint is not None and not args.resume:
         raise AirlockError("--from-checkpoint goes with --resume JOB", fix="airlock train --resume JOB "
                            f"--from-checkpoint {args.from_checkpoint}")
+    args.overrides = [*args.overrides, *_distributed_overrides(args)]
     if args.resume:
         if args.config or args.overrides or args.from_llamafactory:
             raise AirlockError("--resume continues a job with its own config; it takes no CONFIG, --set or "
@@ -72,14 +92,11 @@ def run(args) -> int:
 
 
 def _from_llamafactory(path: str, overrides: list[str]):
-    """(TrainConfig, job name from output_dir) for a LLaMA-Factory YAML, its translation printed; --set applies last."""
-    from .. import schema
-    from ..llamafactory import load_train_config, render
-    from ..train import from_dict
+    """(TrainConfig, job name from output_dir) for a LLaMA-Factory YAML, its translation printed; --set applies last.
+    A merge/export/prediction YAML is refused with the command that does its job; the data is checked here, so a
+    config mistake never becomes a failed job."""
+    from ..llamafactory import finish, render, translate
 
-    cfg, tr = load_train_config(path)
+    tr = translate(path)
     print(render(tr) + "\n", flush=True)
-    if overrides:
-        cfg = from_dict(schema.merge(tr.config, schema.parse_overrides(overrides)),
-                        where=f"{path} (translated from LLaMA-Factory, with --set)")
-    return cfg, tr.name
+    return finish(tr, overrides), tr.name

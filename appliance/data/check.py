@@ -5,14 +5,17 @@
     report.ok, report.errors, report.token_stats, report.to_dict()
 
 It never raises for bad data (problems are in the report); it raises AirlockError only for a bad request, such
-as a --model that is not installed.
+as a --model that is not installed. A model without a chat template (and no chat_template given) is an error in
+the report: training could not render the data. Columns no format reads are warnings (appliance/data/columns.py);
+those named in `ignore_columns` become notes, as training with data.ignore_columns would leave them out.
 """
 
+import copy
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import AirlockError
-from . import clean
+from . import clean, template
 from .load import scan
 from .problems import Problem
 from .render import IGNORE, render, segments
@@ -79,9 +82,11 @@ class CheckReport:
 
 
 def check(path, format: str = "auto", dataset: str | None = None, model: str | None = None,
-          cutoff_len: int = 1024, train_on: str = "assistant", tokenizer=None) -> CheckReport:
+          cutoff_len: int = 1024, train_on: str = "assistant", tokenizer=None, chat_template: str = "",
+          ignore_columns=()) -> CheckReport:
     """Validate, count and (with a tokenizer) measure a dataset. `model`: a path or cached repo id; None = the
-    catalog's default model if it is installed (no token statistics otherwise, with a note)."""
+    catalog's default model if it is installed (no token statistics otherwise, with a note). `chat_template`:
+    as data.chat_template (empty = the model's own)."""
     loaded = scan(path, format, dataset)
     convs = loaded.conversations
     report = CheckReport(
@@ -91,6 +96,12 @@ def check(path, format: str = "auto", dataset: str | None = None, model: str | N
         duplicates={mode: len(clean.duplicates(convs, mode)) for mode in ("exact", "normalized")},
         cutoff_len=cutoff_len,
     )
+    _accept_ignored(report, loaded.unused, ignore_columns)
+    try:
+        text, what = template.resolve(chat_template)
+    except AirlockError as exc:
+        report.problems.append(Problem("error", exc.where or template.WHERE, exc.message, fix=exc.fix or ""))
+        return report
     if not convs:
         return report
     if tokenizer is None:
@@ -98,6 +109,16 @@ def check(path, format: str = "auto", dataset: str | None = None, model: str | N
     else:
         report.model = str(getattr(tokenizer, "name_or_path", "") or "given tokenizer")
     if tokenizer is None:
+        return report
+    if text is not None:
+        tokenizer = copy.copy(tokenizer)  # the caller's tokenizer keeps its own template
+        tokenizer.chat_template = text
+        report.notes.append(f"rendered with {what}")
+    if not getattr(tokenizer, "chat_template", None):
+        report.problems.append(Problem(
+            "error", report.model or "tokenizer", "the model has no chat template and none is given: training "
+            "cannot render the conversations", fix="give one with --chat-template (data.chat_template when "
+            "training): a catalog model id whose template fits, or a .jinja file; or use an instruct/chat model"))
         return report
     try:
         lengths, trained = [], 0
@@ -114,6 +135,15 @@ def check(path, format: str = "auto", dataset: str | None = None, model: str | N
     report.trained_tokens = trained
     report.over_cutoff = sum(1 for n in lengths if n > cutoff_len)
     return report
+
+
+def _accept_ignored(report: CheckReport, unused, ignore) -> None:
+    """Columns the user said to leave out: their warning becomes a note (training will not stop for them)."""
+    for u in unused:
+        if u.name in ignore or u.key in ignore:
+            report.problems = [p for p in report.problems if not (p.severity == "warning" and p.field == u.name
+                                                                  and p.message.startswith("column '"))]
+            report.notes.append(f"column '{u.name}' ({u.records} record(s)) is left out, as ignore_columns asks")
 
 
 def stats(lengths: list[int]) -> dict:

@@ -2,23 +2,24 @@
 
 Formats (as LLaMA-Factory defines them; `Columns` holds its dataset_info.json column and tag names):
 - alpaca:   {"instruction", "input", "output", "system"?, "history"?: [[q, a], ...]}
-- sharegpt: {"conversations": [{"from": "human"|"gpt"|"system"|"observation"|"function_call", "value"}], "system"?}
-- openai:   {"messages": [{"role": "system"|"user"|"assistant"|"tool", "content"}]} (ShareGPT with other tags)
+- sharegpt: {"conversations": [{"from": "human"|"gpt"|"system", "value"}], "system"?}
+- openai:   {"messages": [{"role": "system"|"user"|"assistant", "content"}]} (ShareGPT with other tags)
 Preference data ("ranking") adds "chosen"/"rejected" (alpaca: strings; sharegpt: one message each).
-Tool turns are folded into the three roles training knows: function_call speaks in the assistant's slot,
-observation/tool in the user's.
+Tool-use turns (function_call, observation, tool, tool_calls) and non-text content are refused with the cause
+named (appliance/data/turns.py); a content list of text parts is joined.
 """
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .conversation import Conversation
 from .files import json_kind
 from .problems import Problems
+from .turns import TOOL_USE_FIX, message_text, tool_use
 
 FORMATS = ("alpaca", "sharegpt", "openai")
-OPENAI_ROLES = ("system", "user", "assistant", "tool")
-SHAREGPT_ROLES = ("system", "human", "gpt", "observation", "function_call")
+OPENAI_ROLES = ("system", "user", "assistant")
+SHAREGPT_ROLES = ("system", "human", "gpt")
 
 
 @dataclass
@@ -37,16 +38,19 @@ class Columns:
     rejected: str = "rejected"
     # None = accept both spellings (from/value with human/gpt, role/content with user/assistant)
     tags: dict | None = None
+    # What the dataset_info.json entry says beyond the fields read: its key ("" for a plain file), the columns
+    # it declares that Airlock does not train on ({"images": "images", "tools": "tools"}), and num_samples.
+    dataset: str = ""
+    unread: dict = field(default_factory=dict)
+    num_samples: int | None = None
 
     def role_map(self) -> dict[str, str]:
-        """Role name in the file -> the slot it speaks in (system/user/assistant)."""
+        """Role name in the file -> the slot it speaks in (system/user/assistant); tool roles are refused earlier."""
         if self.tags is None:
-            return {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
-                    "system": "system", "observation": "user", "tool": "user", "function_call": "assistant"}
+            return {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
         t = self.tags
         return {t.get("user_tag", "human"): "user", t.get("assistant_tag", "gpt"): "assistant",
-                t.get("system_tag", "system"): "system", t.get("observation_tag", "observation"): "user",
-                t.get("function_tag", "function_call"): "assistant"}
+                t.get("system_tag", "system"): "system"}
 
 
 def detect(record: dict, columns: Columns) -> str | None:
@@ -243,13 +247,19 @@ def from_sharegpt(rec: dict, columns: Columns, problems: Problems, file, where) 
             problems.error(file, f"message has no '{role_tag}' (who is speaking)", where, name,
                            fix=f"add \"{role_tag}\": one of {', '.join(sorted(roles))}")
             continue
+        tool = tool_use(turn, role, c.tags)
+        if tool:  # one refusal names the cause; the rest of the record is the same tool exchange
+            problems.error(file, f"{tool}; Airlock does not train tool use", where, f"{name}.{role_tag}",
+                           fix=TOOL_USE_FIX)
+            return None
         if role not in roles:
             # Name the roles of the spelling this record uses (OpenAI role/content or ShareGPT from/value).
             known = sorted(roles) if c.tags is not None else OPENAI_ROLES if role_tag == "role" else SHAREGPT_ROLES
             problems.error(file, f"unknown role {role!r}", where, f"{name}.{role_tag}",
                            fix=f"use one of: {', '.join(known)}")
             continue
-        content = _text(turn.get(content_tag), problems, file, where, f"{name}.{content_tag}")
+        content = message_text(turn.get(content_tag), content_tag in turn, problems, file, where,
+                                f"{name}.{content_tag}")
         if content is None:
             continue
         if roles[role] == "system" and not content.strip():
@@ -285,8 +295,11 @@ def _tags(turn: dict, c: Columns) -> tuple[str, str]:
 def _answer(value, c: Columns, problems, file, where, name) -> str | None:
     """A ranking candidate: a message object ({"from": "gpt", "value": ...}) or plain text."""
     if isinstance(value, dict):
-        value = value.get(_tags(value, c)[1])
-    text = _text(value, problems, file, where, name)
+        content_tag = _tags(value, c)[1]
+        text = message_text(value.get(content_tag), content_tag in value, problems, file, where,
+                             f"{name}.{content_tag}")
+    else:
+        text = _text(value, problems, file, where, name)
     if text is not None and not text.strip():
         problems.error(file, "empty answer", where, name, fix="write the answer or remove the record")
     return text

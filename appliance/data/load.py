@@ -5,6 +5,8 @@
     loaded = load_conversations("data/", dataset="my_set")     # a key in data/dataset_info.json
 
 `scan()` does the same work but returns the problems instead of raising; `airlock data check` reports from it.
+Columns no format reads are counted per column (appliance/data/columns.py): a warning here, a refusal when
+training unless data.ignore_columns names them.
 """
 
 import difflib
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..hfcache import sha256_file
+from .columns import COLUMNS, ENTRY_KEYS, TAGS, Tally, Unused
 from .conversation import Conversation
 from .files import EXTENSIONS, read_records
 from .formats import Columns, convert, detect
@@ -35,6 +38,8 @@ class Loaded:
     records: int = 0
     file_formats: dict[str, str] = field(default_factory=dict)  # file -> alpaca | sharegpt | openai
     problems: list[Problem] = field(default_factory=list)  # warnings (errors raise DataError)
+    unused: list[Unused] = field(default_factory=list)  # columns no format reads (see columns.refuse_unused)
+    num_samples: dict[str, int] = field(default_factory=dict)  # dataset key -> num_samples from dataset_info.json
 
     @property
     def warnings(self) -> list[Problem]:
@@ -56,6 +61,7 @@ def scan(path, format: str = "auto", dataset: str | None = None) -> Loaded:
     plain = not (path.is_dir() or path.name == INFO)  # a bare file: no dataset_info.json says "ranking"
     sources = _sources(path, format, dataset, problems)
     conversations, files, file_formats, records = [], [], {}, 0
+    tally = Tally()
     for file, columns in sources:
         rows = read_records(file, problems)
         files.append(file)
@@ -79,12 +85,16 @@ def scan(path, format: str = "auto", dataset: str | None = None) -> Loaded:
                 problems.error(file, f"record is {rec_fmt} but the file is mostly {fmt} (mixed formats in one file)",
                                where, fix="keep one format per file: convert this record or move it to its own file")
                 continue
+            tally.add(rec, FAMILY[fmt], columns, file, where)
             conv = convert(rec, FAMILY[fmt], columns, problems, file, where)
             if conv is not None:
+                conv.dataset = columns.dataset
                 conversations.append(conv)
+    unused = tally.report(problems, records)
     families = sorted({FAMILY[f] for f in file_formats.values()})
+    num_samples = {c.dataset: c.num_samples for _, c in sources if c.num_samples is not None}
     return Loaded(conversations, "+".join(families) or "unknown", files, _sha256([f for f in files if f.is_file()]),
-                  records, file_formats, problems.items)
+                  records, file_formats, problems.items, unused, num_samples)
 
 
 def _file_format(file: Path, rows, columns: Columns, asked: str, problems: Problems) -> str | None:
@@ -167,22 +177,39 @@ def _entry_sources(info: Path, key: str, entry, problems: Problems) -> list[tupl
         problems.error(info, "entry is not an object", key, fix='use {"file_name": "...", "formatting": "alpaca"}')
         return []
     if "file_name" not in entry:
-        hub = next((k for k in ("hf_hub_url", "ms_hub_url", "om_hub_url", "script_url") if k in entry), None)
-        problems.error(info, f"no 'file_name'" + (f" (it is fetched from a hub via {hub}; this host is offline)"
-                                                   if hub else ""), key, "file_name",
+        hub = next((k for k in ("hf_hub_url", "ms_hub_url", "om_hub_url", "script_url", "cloud_file_name")
+                    if k in entry), None)
+        problems.error(info, "no 'file_name'" + (f" (it is fetched over the network via {hub}; this host is offline)"
+                                                  if hub else ""), key, "file_name",
                        fix="copy the data next to dataset_info.json and set file_name")
         return []
     formatting = entry.get("formatting", "alpaca")
-    if formatting not in ("alpaca", "sharegpt"):
-        problems.error(info, f"formatting {formatting!r} is not alpaca or sharegpt", key, "formatting")
+    if formatting not in ("alpaca", "sharegpt", "openai"):
+        problems.error(info, f"formatting {formatting!r} is not alpaca, sharegpt or openai", key, "formatting")
         return []
-    columns = Columns(formatting=formatting, ranking=bool(entry.get("ranking", False)))
+    if not _entry_keys(info, key, entry, problems):
+        return []
+    # openai is ShareGPT's shape with OpenAI's spelling (messages, role/content): read by the same converter.
+    columns = Columns(formatting="alpaca" if formatting == "alpaca" else "sharegpt",
+                      ranking=bool(entry.get("ranking", False)), dataset=key, num_samples=entry.get("num_samples"))
     for name, value in (entry.get("columns") or {}).items():
-        if hasattr(columns, name) and name not in ("formatting", "ranking", "tags"):
+        if COLUMNS.get(name, ("",))[0] == "supported":
             setattr(columns, name, value)
-    if formatting == "sharegpt" and "tags" in entry:
-        columns.tags = {**LF_TAGS, **entry["tags"]}
-        columns.messages = columns.messages or "conversations"
+        elif name in COLUMNS:  # declared but not trained on: counted per record, refused unless ignored
+            columns.unread[name] = value
+        else:
+            problems.warning(info, f"unknown column name '{name}' (LLaMA-Factory's names: {', '.join(COLUMNS)})",
+                             key, f"columns.{name}", fix="rename it to the column it is, or remove it")
+            columns.unread[name] = value
+    unknown_tags = [t for t in entry.get("tags") or {} if t not in TAGS]
+    if unknown_tags:
+        problems.warning(info, f"unknown tag name(s) {', '.join(unknown_tags)} (LLaMA-Factory's names: "
+                               f"{', '.join(TAGS)})", key, "tags", fix="rename or remove them")
+    if formatting != "alpaca":
+        default_key = "messages" if formatting == "openai" else "conversations"
+        columns.messages = columns.messages or default_key
+        if "tags" in entry:
+            columns.tags = {**LF_TAGS, **entry["tags"]}
     target = info.parent / entry["file_name"]
     if not target.exists():
         problems.error(info, f"file_name points at a missing file: {target}", key, "file_name",
@@ -192,6 +219,35 @@ def _entry_sources(info: Path, key: str, entry, problems: Problems) -> list[tupl
     if not files:
         problems.error(info, f"folder {target} holds no data files", key, "file_name")
     return [(f, columns) for f in files]
+
+
+def _entry_keys(info: Path, key: str, entry: dict, problems: Problems) -> bool:
+    """Report entry keys Airlock does not act on; False when one makes the entry unreadable (a split)."""
+    split = entry.get("split", "train")
+    if split != "train":
+        problems.error(info, f"split {split!r}: a local file has one split, train", key, "split",
+                       fix="remove \"split\" (the file is read whole) or point file_name at that split's file")
+        return False
+    for name in ("hf_hub_url", "ms_hub_url", "om_hub_url", "script_url", "cloud_file_name"):
+        if entry.get(name):  # LLaMA-Factory would download instead of reading file_name: say which one is read
+            problems.warning(info, f"'{name}' is not used: the local file_name is read (LLaMA-Factory would "
+                                   "download it; this host is offline)", key, name,
+                             fix=f"remove \"{name}\" to silence this, after checking the local file is the same data")
+    for name in ("subset", "folder"):
+        if entry.get(name):
+            problems.warning(info, f"'{name}' is ignored for a local file (LLaMA-Factory ignores it too)", key,
+                             name, fix=f"remove \"{name}\" to silence this")
+    for name in entry:
+        if name not in ENTRY_KEYS:
+            close = difflib.get_close_matches(name, list(ENTRY_KEYS), n=1, cutoff=0.6)
+            problems.warning(info, f"unknown key '{name}' in the entry (not read)", key, name,
+                             fix=f"did you mean '{close[0]}'?" if close else "remove it to silence this")
+    samples = entry.get("num_samples")
+    if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int) or samples < 1):
+        problems.error(info, f"num_samples {samples!r} is not a positive whole number", key, "num_samples",
+                       fix="give how many records to draw from this dataset, or remove num_samples")
+        return False
+    return True
 
 
 def _sha256(files: list[Path]) -> str:

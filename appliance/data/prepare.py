@@ -3,18 +3,23 @@
     from appliance.data import DataConfig, prepare
     prepared = prepare(DataConfig(path="train.jsonl", val_size=0.1), tokenizer)
 
-Order: load and validate (DataError lists every problem) -> dedupe -> max_samples -> split (or the eval file)
--> render with the chat template -> cutoff. Results are cached under home()/cache/tokenized keyed by the data's
-sha256, the tokenizer's files and these settings, so a resumed or repeated run skips the work.
+Order: load and validate (DataError lists every problem; columns no format reads stop it unless
+data.ignore_columns names them) -> dedupe -> per dataset num_samples and max_samples, then mix_strategy
+(appliance/data/mix.py) -> split (or the eval file) -> render with the chat template (data.chat_template, set on
+the tokenizer so the saved adapter carries it) -> cutoff. Results are cached under home()/cache/tokenized keyed
+by the data's sha256, the tokenizer's files and these settings, so a resumed or repeated run skips the work.
 """
 
 from dataclasses import asdict, dataclass, field
 
 from ..errors import AirlockError
 from . import cache, clean
+from .columns import refuse_unused
 from .config import DataConfig
 from .load import load_conversations
+from .mix import mix
 from .render import render
+from .template import apply
 
 
 @dataclass
@@ -27,7 +32,11 @@ class Prepared:
 
 def prepare(cfg: DataConfig, tokenizer) -> Prepared:
     loaded = load_conversations(cfg.path, cfg.format, cfg.dataset)
+    refuse_unused(loaded.unused, cfg.ignore_columns, where=str(cfg.path))
     eval_loaded = load_conversations(cfg.eval_path, cfg.format) if cfg.eval_path else None
+    if eval_loaded is not None:
+        refuse_unused(eval_loaded.unused, cfg.ignore_columns, where=str(cfg.eval_path))
+    template = apply(tokenizer, cfg.chat_template)  # before the cache key, which includes the template
     sha = loaded.sha256 if eval_loaded is None else cache.digest(loaded.sha256, eval_loaded.sha256)
     settings = {k: v for k, v in asdict(cfg).items() if k not in ("path", "eval_path")}
     cache_key = cache.key(sha, tokenizer, settings)
@@ -35,9 +44,11 @@ def prepare(cfg: DataConfig, tokenizer) -> Prepared:
         return Prepared(hit["train"], hit["eval"], {**hit["report"], "cached": True}, sha)
 
     report = {"files": [str(f) for f in loaded.files], "format": loaded.format, "records": loaded.records,
-              "conversations": len(loaded.conversations), "warnings": len(loaded.warnings)}
+              "conversations": len(loaded.conversations), "warnings": len(loaded.warnings),
+              "chat_template": template, "ignored_columns": {u.name: u.records for u in loaded.unused}}
     conversations, report["removed_duplicates"] = clean.dedupe(loaded.conversations, cfg.dedupe)
-    conversations, report["removed_max_samples"] = clean.take(conversations, cfg.max_samples)
+    conversations, mixed = mix(conversations, cfg, loaded.num_samples)
+    report.update(mixed)
     if eval_loaded is not None:
         train_convs, eval_convs = conversations, eval_loaded.conversations
     else:

@@ -1,7 +1,7 @@
-"""Run llama.cpp's HF converter with two facts supplied by Airlock instead of guessed by the converter.
+"""Run llama.cpp's converters with facts supplied by Airlock instead of guessed (or left out) by the converter.
 
-    python -m appliance.offline converter_shim.py [--pre NAME] [--add-bos 0|1] [--add-eos 0|1] -- \\
-        CONVERTER_DIR/convert_hf_to_gguf.py MODEL_DIR [CONVERTER ARGS...]
+    python -m appliance.offline converter_shim.py [--pre NAME] [--add-bos 0|1] [--add-eos 0|1] \\
+        [--metadata FILE.json] -- CONVERTER_DIR/convert_hf_to_gguf.py MODEL_DIR [CONVERTER ARGS...]
 
 --pre NAME: the converter names a tokenizer's BPE pre-tokenizer (how text is split before merges) by hashing the
 tokens of a probe string and looking the hash up in a table; a tokenizer it has never seen stops the conversion.
@@ -12,6 +12,11 @@ Here the lookup returns NAME instead. The caller must then prove the choice righ
 tokenizer files, but files saved by transformers 5 often no longer say it, and llama.cpp then falls back to its own
 default per vocabulary type (for sentencepiece: add BOS), so llama.cpp would feed the model a token it never saw
 in training. The caller measures the HF tokenizer and passes the answer.
+
+--metadata FILE.json: the `general.*` override appliance.export.metadata writes. The converter's own reader
+(gguf-py's Metadata.load, which convert_hf_to_gguf.py feeds from its --metadata option) takes it; the shim hands
+it to convert_lora_to_gguf.py too, which has no such option, and adds what the reader skips: "general.license"
+(read only from a model card there) and Airlock's own keys (any key outside `general.`, written as strings).
 
 Everything else is the converter's own code, unchanged. It runs in a child, so it imports nothing from appliance.
 """
@@ -47,8 +52,32 @@ def main(argv: list[str]) -> None:
             return original(self, writer, *args, **kwargs)
 
         gguf.SpecialVocab.add_to_gguf = add_to_gguf
+    if "--metadata" in pairs:
+        _metadata(gguf, Path(pairs["--metadata"]))
     sys.argv = [str(converter), *converter_args]
     runpy.run_path(str(converter), run_name="__main__")
+
+
+def _metadata(gguf, path: Path) -> None:
+    import json
+
+    override = json.loads(path.read_text(encoding="utf-8"))
+    load, write = gguf.Metadata.load, gguf.Metadata.set_gguf_meta_model
+
+    def load_with_override(metadata_override_path=None, *args, **kwargs):
+        metadata = load(metadata_override_path or path, *args, **kwargs)
+        if "general.license" in override:
+            metadata.license = override["general.license"]
+        return metadata
+
+    def write_with_own_keys(self, writer):
+        write(self, writer)
+        for key, value in override.items():
+            if not key.startswith("general."):
+                writer.add_string(key, str(value))
+
+    gguf.Metadata.load = staticmethod(load_with_override)
+    gguf.Metadata.set_gguf_meta_model = write_with_own_keys
 
 
 if __name__ == "__main__":

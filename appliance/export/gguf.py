@@ -5,9 +5,11 @@ The converter scripts come from the pinned llama-cpp-python sdist (tools.convert
 temporary name and renamed into place only when the converter succeeded.
 """
 
+import contextlib
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 from ..errors import AirlockError
@@ -15,45 +17,61 @@ from ..offline import guarded_python_command, offline_env
 from ..tools import converter_dir
 from . import pretokenizer
 from .files import no_space, staged_file
+from .metadata import write as write_metadata
 
 CONVERT_TYPES = ("f32", "f16", "bf16", "q8_0")
 
 
 def convert_model(model_dir: Path, out_file: Path, outtype: str = "f16", *, pre_tokenizer: str | None = None,
-                  special: dict | None = None, tools: Path | None = None) -> Path:
+                  special: dict | None = None, metadata: dict | None = None, tools: Path | None = None) -> Path:
     """Convert an HF model directory to one GGUF file.
 
     `pre_tokenizer` forces that BPE pre-tokenizer name; `special` ({"bos": bool, "eos": bool}, measured from the HF
-    tokenizer by pretokenizer.special_flags) says whether llama.cpp must add BOS/EOS. See converter_shim.py.
+    tokenizer by pretokenizer.special_flags) says whether llama.cpp must add BOS/EOS; `metadata` is the `general.*`
+    override of appliance.export.metadata. See converter_shim.py.
     """
     if outtype not in CONVERT_TYPES:
         raise AirlockError(f"the converter writes {', '.join(CONVERT_TYPES)}, not {outtype!r}")
     tools = tools or converter_dir()
-    shim = []
+    shim: list[str] = []
     if pre_tokenizer:
         pretokenizer.check_name(pre_tokenizer, tools)
         shim += ["--pre", pre_tokenizer]
     for typ, value in (special or {}).items():
         shim += [f"--add-{typ}", "1" if value else "0"]
-    script = str(tools / "convert_hf_to_gguf.py")
-    with staged_file(out_file) as tmp:
+    with staged_file(out_file) as tmp, _metadata_file(metadata) as meta:
         args = [str(model_dir), "--outtype", outtype, "--outfile", str(tmp)]
-        if shim:
-            argv = guarded_python_command(str(Path(__file__).with_name("converter_shim.py")), *shim, "--", script, *args)
-        else:
-            argv = guarded_python_command(script, *args)
-        _run(argv, model_dir, out_file, tools)
+        if meta:
+            shim += ["--metadata", str(meta)]
+            args += ["--metadata", str(meta)]  # the converter's own option; the shim adds what it leaves out
+        _run(_command(tools / "convert_hf_to_gguf.py", shim, args), model_dir, out_file, tools)
     return Path(out_file)
 
 
-def convert_lora(adapter_dir: Path, base_dir: Path, out_file: Path, outtype: str = "f16") -> Path:
+def convert_lora(adapter_dir: Path, base_dir: Path, out_file: Path, outtype: str = "f16", *,
+                 metadata: dict | None = None) -> Path:
     """Convert a PEFT LoRA adapter to a GGUF adapter for llama.cpp's runtime --lora (needs the base's config)."""
     tools = converter_dir()
-    with staged_file(out_file) as tmp:
-        argv = guarded_python_command(str(tools / "convert_lora_to_gguf.py"), str(adapter_dir), "--base", str(base_dir),
-                                      "--outtype", outtype, "--outfile", str(tmp))
-        _run(argv, adapter_dir, out_file, tools)
+    with staged_file(out_file) as tmp, _metadata_file(metadata) as meta:
+        args = [str(adapter_dir), "--base", str(base_dir), "--outtype", outtype, "--outfile", str(tmp)]
+        shim = ["--metadata", str(meta)] if meta else []
+        _run(_command(tools / "convert_lora_to_gguf.py", shim, args), adapter_dir, out_file, tools)
     return Path(out_file)
+
+
+def _command(script: Path, shim: list[str], args: list[str]) -> list[str]:
+    if not shim:
+        return guarded_python_command(str(script), *args)
+    return guarded_python_command(str(Path(__file__).with_name("converter_shim.py")), *shim, "--", str(script), *args)
+
+
+@contextlib.contextmanager
+def _metadata_file(metadata: dict | None):
+    if not metadata:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="airlock-gguf-meta-") as tmp:
+        yield write_metadata(metadata, Path(tmp) / "metadata.json")
 
 
 def _run(argv: list[str], source: Path, out_file: Path, tools: Path) -> None:

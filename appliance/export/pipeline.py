@@ -4,10 +4,11 @@ SRC is a job (its adapter is merged first), an adapter dir, a merged/full model 
 converter writes one 16-bit GGUF (f16, or bf16 when only bf16 is asked for); every other type is quantized from
 it in-process. Each file appears under its final name only when complete; a 16-bit file nobody asked for is a
 temporary one and is deleted at the end. Fidelity (greedy answers vs the HF model, perplexity vs the 16-bit file)
-is written to fidelity.json beside the GGUFs and recorded with each GGUF in the registry.
+is written to fidelity.json beside the GGUFs and recorded with each GGUF in the registry, together with the
+check that the Ollama Modelfile prompts the model exactly as its chat template does (modelfile.check). Each GGUF
+names itself: the job, its base model, licence and Airlock's version (metadata.py).
 """
 
-import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -15,13 +16,12 @@ from pathlib import Path
 
 from .. import registry
 from ..atomic import check_writable, write_json, write_text
-from ..catalog import find as find_card
 from ..errors import AirlockError
 from ..hfcache import sha256_file
 from ..merge import Source, base_of, check_adapter_dir, check_model_dir, default_merge_out, merge, read_provenance, \
     resolve_source
 from ..paths import home
-from . import gguf, modelfile, pretokenizer
+from . import gguf, metadata, modelfile, pretokenizer
 from .files import part_name, sweep_leftovers
 from .quantize import FTYPES, quantize
 
@@ -36,6 +36,7 @@ class ExportResult:
     lora: Path | None = None                         # the adapter GGUF (with `base_gguf` for llama.cpp --lora)
     base_gguf: Path | None = None
     fidelity: dict = field(default_factory=dict)
+    modelfile: dict = field(default_factory=dict)    # modelfile.check(): the Modelfile's prompt vs the chat template's
     timings: dict = field(default_factory=dict)      # step -> seconds
 
 
@@ -97,7 +98,8 @@ def export_gguf(source: str, types: list[str] | None = None, *, out: Path | None
         started = time.perf_counter()
         tokenizer = _tokenizer(model_dir)
         special = pretokenizer.special_flags(tokenizer)
-        gguf.convert_model(model_dir, work16, base_type, pre_tokenizer=pre_tokenizer, special=special)
+        meta = metadata.for_source(src, model_dir)
+        gguf.convert_model(model_dir, work16, base_type, pre_tokenizer=pre_tokenizer, special=special, metadata=meta)
         result.timings[f"convert_{base_type}"] = time.perf_counter() - started
         tok_diff = pretokenizer.compare(work16, tokenizer, agreement_text)
         if pre_tokenizer and tok_diff is not None:
@@ -134,8 +136,10 @@ def export_gguf(source: str, types: list[str] | None = None, *, out: Path | None
             result.base_gguf = out / f"{name}-base-f16.gguf"
             result.lora = out / f"{name}-lora-f16.gguf"
             started = time.perf_counter()
-            gguf.convert_model(adapter_base, result.base_gguf, "f16", special=special)
-            gguf.convert_lora(src.path, adapter_base, result.lora, "f16")
+            base_ref = (src.provenance or {}).get("base_model") or adapter_base.name
+            gguf.convert_model(adapter_base, result.base_gguf, "f16", special=special,
+                               metadata=metadata.for_model(base_ref, base_dir=adapter_base, repo_id=base_ref))
+            gguf.convert_lora(src.path, adapter_base, result.lora, "f16", metadata=meta)
             result.timings["lora"] = time.perf_counter() - started
             _line(log, "lora", result.lora, result.timings["lora"])
 
@@ -150,12 +154,9 @@ def export_gguf(source: str, types: list[str] | None = None, *, out: Path | None
         # would otherwise write its hundreds of MB out to disk first, only for them to be deleted.
         work16.unlink(missing_ok=True)
 
-        family = _family(src, model_dir)
-        for path in result.files.values():
-            modelfile.write(path, family=family, system=system)
-        if result.lora:
-            modelfile.write(result.base_gguf, family=family, system=system, adapter=result.lora)
+        result.modelfile = _modelfiles(result, tokenizer, system, tokenizer.bos_token if special["bos"] else None, log)
         if fidelity:
+            result.fidelity["modelfile"] = result.modelfile
             write_json(out / "fidelity.json", result.fidelity)
             _summary(log, result.fidelity)
     finally:
@@ -191,17 +192,26 @@ def _tokenizer(model_dir: Path):
     return AutoTokenizer.from_pretrained(model_dir)
 
 
-def _family(src: Source, model_dir: Path) -> str | None:
-    prov = src.provenance or read_provenance(model_dir) or {}
-    card = find_card(prov["base_model"]) if prov.get("base_model") else None
-    try:
-        config = json.loads((model_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
-        template = config.get("chat_template")
-    except (OSError, json.JSONDecodeError):
-        template = None
-    if not template and (model_dir / "chat_template.jinja").is_file():
-        template = (model_dir / "chat_template.jinja").read_text(encoding="utf-8")
-    return modelfile.detect_family(template if isinstance(template, str) else None, card.chat_template if card else None)
+def _modelfiles(result: ExportResult, tokenizer, system: str | None, runtime_bos: str | None, log) -> dict:
+    """Write a Modelfile beside each GGUF (TEMPLATE, stop, SYSTEM from the model's chat template) and check that
+    Ollama would prompt the model as its chat template does. Returns the check; a difference is reported."""
+    spec = modelfile.build(tokenizer, system=system, runtime_bos=runtime_bos)
+    written = [modelfile.write(path, spec) for path in result.files.values()]
+    if result.lora:
+        written.append(modelfile.write(result.base_gguf, spec, adapter=result.lora))
+    if not written:
+        return {}
+    check = modelfile.check(tokenizer, written[0].read_text(encoding="utf-8"), system=system, runtime_bos=runtime_bos,
+                            tools_note=spec["tools"])
+    cases = [v for v in check["cases"].values() if isinstance(v, bool)]
+    if check["identical"]:
+        log(f"  Modelfile: Ollama's prompt = the chat template's, {len(cases)}/{len(cases)} conversations "
+            f"(tool turns {spec['tools']})")
+    else:
+        why = check.get("reason") or spec["error"] or f"first difference: {check.get('first_difference')}"
+        log(f"  warning: Ollama would prompt this model differently from its chat template "
+            f"({sum(cases)}/{len(cases)} conversations identical; {why}); fidelity.json has the details")
+    return check
 
 
 def _fidelity(result: ExportResult, model_dir: Path, tokenizer, reference: Path, base_type: str, prompts, text,
@@ -265,8 +275,9 @@ def _record(src: Source, model_dir: Path, result: ExportResult) -> None:
     parent = f"{src.name}-merged" if src.kind == "adapter" else src.name
     for qtype, path in result.files.items():
         fid = {k: v for k, v in result.fidelity.get("types", {}).get(qtype, {}).items() if k != "answers"}
-        registry.record("gguf", registry.id_for(path.stem, path), path, parents=[parent], type=qtype, size=path.stat().st_size,
-                        sha256=sums[path.name], fidelity=fid, source=str(model_dir))
+        registry.record("gguf", registry.id_for(path.stem, path), path, parents=[parent], type=qtype,
+                        size=path.stat().st_size, sha256=sums[path.name], fidelity=fid, source=str(model_dir),
+                        modelfile_prompt_identical=result.modelfile.get("identical"))
     if result.lora:
         registry.record("gguf", registry.id_for(result.lora.stem, result.lora), result.lora, parents=[src.name], type="lora-f16",
                         size=result.lora.stat().st_size, sha256=sums[result.lora.name], base_gguf=str(result.base_gguf))

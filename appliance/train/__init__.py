@@ -1,7 +1,8 @@
-"""Training: the validated TrainConfig and the SFT recipe that runs it as a job (`airlock train CONFIG`).
+"""Training: the validated TrainConfig and the recipes that run it as a job (`airlock train CONFIG`).
 
-`load_config(path, overrides)` and `TrainConfig` are light to import; `recipe.train(cfg, job)` pulls in the
-training stack (torch, transformers, peft, trl) only when called.
+`load_config(path, overrides)` and `TrainConfig` are light to import. The job runner (recipe.run_job) runs the
+config's stage (sft.py, dpo.py: peers sharing common.py), or its ranks (distributed.py, worker.py, ranks.py), and
+pulls in the training stack (torch, transformers, peft, trl) only then.
 """
 
 from .config import TrainConfig, from_dict, load_config
@@ -16,31 +17,42 @@ def start(cfg: TrainConfig, argv: list[str], name: str | None = None):
 
     job = create_job("train", cfg.to_dict(), argv, name, runner="appliance.train.recipe:run_job")
     registry.audit("train.create", job=job.id, stage=cfg.stage, method=cfg.method, model=cfg.model,
-                   data=cfg.data.path)
+                   data=cfg.data.path, ranks=cfg.distributed.world_size)
     return job
 
 
-def preflight(cfg: TrainConfig, *, hardware: bool = True) -> None:
-    """What can be checked in a second, before a job exists and before the training stack's weight: the base model
-    (and the adapter a DPO run starts from) resolve offline, and (with `hardware`) the dtype runs on this host.
-    The CLI runs it before creating a job; the TUI's Train form runs it on every change."""
+def preflight(cfg: TrainConfig, *, hardware: bool = True, data: bool = True) -> None:
+    """What can be checked before a job exists and before the training stack's weight: the base model (and the
+    adapter a DPO run starts from) resolve offline; with `hardware`, the dtype and the distributed settings run on
+    this host; with `data`, every record converts, no column is dropped unasked and a chat template is found (one
+    read of the data, as `airlock data check`). The CLI runs all of it before creating a job; the TUI's Train form
+    runs the quick part on every change and the data part when Start is pressed."""
     from ..errors import AirlockError
-    from .recipe import resolve_base
+    from .common import resolve_base
 
     if cfg.adapter:  # DPO from an SFT adapter (trained on the base it names unless model is set)
         from ..merge import resolve_source
 
         resolve_source(cfg.adapter)
+    base_dir = None
     if cfg.model or not cfg.adapter:
         try:
-            resolve_base(cfg.model)
+            base_dir = resolve_base(cfg.model)[1]
         except AirlockError as exc:
             exc.where = exc.where or "model"  # so a form shows it on the model field
             raise
+    if data:
+        from ..data.preflight import check_data
+
+        check_data(cfg.data, base_dir)
     if hardware:
         from .resources import check_dtype
 
-        check_dtype(cfg.dtype, cfg.method)
+        device = check_dtype(cfg.dtype, cfg.method)
+        if cfg.distributed.enabled:
+            from .distributed import preflight as distributed_preflight
+
+            distributed_preflight(cfg, device)
 
 
 def resume(ref: str, from_checkpoint: int | None = None):

@@ -6,7 +6,8 @@ non-pad tokens the model trained on (trl's running `num_tokens`) over the wall t
 
 A stop (SIGTERM from `airlock jobs stop`, or Ctrl-C on a foreground run) only sets a flag; at the end of the
 current optimizer step the callback asks the Trainer to save a checkpoint and leave the loop, so a stopped job
-resumes exactly where it stopped.
+resumes exactly where it stopped. In a distributed run every rank has a StopFlag and they agree at each step
+boundary (one small all-reduce), so all ranks save the same checkpoint and leave the loop together.
 """
 
 import signal
@@ -55,7 +56,14 @@ class JobReporter(TrainerCallback):
         self.elapsed_before = elapsed_before  # wall time of earlier sessions of this job (before a resume)
         self.stopped_by_request = False
 
-    def on_train_begin(self, args, state, control, **kwargs):
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        from . import ranks
+
+        if ranks.is_distributed() and model is not None:
+            # What the strategy keeps on each rank: all of it with DDP, a shard with FSDP (its DTensors' local part).
+            held = sum(p.to_local().numel() if hasattr(p, "to_local") else p.numel() for p in model.parameters())
+            total = sum(p.numel() for p in model.parameters())
+            print(f"rank {ranks.rank()} holds {held:,} of {total:,} parameters", flush=True)
         self.t0 = time.monotonic()
         self.first_step = state.global_step  # > 0 after a resume
         self.last_time = self.t0
@@ -64,7 +72,10 @@ class JobReporter(TrainerCallback):
                             message="training")
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.stop.requested and not self.stopped_by_request:
+        from . import ranks
+
+        requested = ranks.any_rank(self.stop.requested) if ranks.is_distributed() else self.stop.requested
+        if requested and not self.stopped_by_request:
             self.stopped_by_request = True
             control.should_save = True
             control.should_training_stop = True

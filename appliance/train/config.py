@@ -15,12 +15,11 @@ from typing import Literal
 from .. import schema
 from ..data import DataConfig
 from ..errors import AirlockError
+from .distributed_config import DistributedConfig
+from .preference import PREF_LOSSES, Preference
 
 SCHEDULERS = Literal["linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial",
                      "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay"]
-# The DPO losses trl 1.16 offers (pref_loss); sigmoid is the original DPO loss.
-PREF_LOSSES = Literal["sigmoid", "hinge", "ipo", "robust", "exo_pair", "nca_pair", "bco_pair", "sppo_hard", "apo_zero",
-                      "apo_down", "aot", "sigmoid_norm"]
 
 
 @dataclass
@@ -28,7 +27,9 @@ class TrainConfig:
     """One fine-tuning run: supervised (stage sft) or preference optimization (stage dpo).
 
     model: a repo id in the local HF cache, a local model directory, or a catalog id; empty = the catalog default.
-    method: lora (adapters on a frozen base), qlora (adapters on a 4-bit NF4 base), full (every weight).
+    method: lora (adapters on a frozen base), qlora (adapters on a 4-bit base), full (every weight).
+    quantization_type, double_quantization: QLoRA's 4-bit format (nf4 or fp4) and whether the quantization
+      constants are quantized too (saves ~0.4 bit a weight); bitsandbytes' options, LLaMA-Factory's names.
     lora_target: module names, or ["all-linear"]; empty = the catalog card's targets (all-linear off-catalog).
     dtype: compute precision. fp16 needs a GPU; bf16 runs on CPU too (mixed precision).
     num_train_epochs is used unless max_steps is set.
@@ -39,12 +40,16 @@ class TrainConfig:
     pref_beta, pref_loss, adapter: DPO only (LLaMA-Factory's names). beta: how far the policy may move from the
       reference; pref_loss: the loss (sigmoid = DPO, ipo, hinge, ...); adapter: an SFT job id or adapter directory
       to start from (it is also the reference), empty = a fresh LoRA on the base.
+    distributed: several processes (GPUs, hosts) training together; see appliance/train/distributed_config.py.
+      per_device_train_batch_size is per process: the global batch is it x gradient_accumulation_steps x ranks.
     """
 
     data: DataConfig
     model: str = ""
     stage: Literal["sft", "dpo"] = "sft"
     method: Literal["lora", "qlora", "full"] = "lora"
+    quantization_type: Literal["nf4", "fp4"] = "nf4"
+    double_quantization: bool = True
     lora_rank: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.05
@@ -74,6 +79,7 @@ class TrainConfig:
     pref_beta: float = 0.1
     pref_loss: PREF_LOSSES = "sigmoid"
     adapter: str = ""
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
     def validate(self) -> None:
         positive = ["lora_rank", "lora_alpha", "per_device_train_batch_size", "per_device_eval_batch_size",
@@ -104,9 +110,10 @@ class TrainConfig:
         if "all-linear" in self.lora_target and len(self.lora_target) > 1:
             raise AirlockError("'all-linear' cannot be combined with module names", where="lora_target",
                                fix="use either all-linear or a list such as q_proj,v_proj")
+        if self.method != "qlora" and (self.quantization_type != "nf4" or not self.double_quantization):
+            raise AirlockError(f"quantization_type/double_quantization are QLoRA settings; method is {self.method}",
+                               where="quantization_type", fix="set method: qlora, or remove them")
         if self.stage == "dpo":
-            from .dpo import Preference
-
             Preference.of(self)  # pref_beta / pref_loss
             self._check_preference_data()
         elif self.adapter:
@@ -150,8 +157,10 @@ def _anchor_paths(data: dict, base: Path) -> dict:
     section = data.get("data")
     if isinstance(section, dict):
         section = dict(section)
-        for key in ("path", "eval_path"):
+        for key in ("path", "eval_path", "chat_template"):
             value = section.get(key)
+            if key == "chat_template" and not (isinstance(value, str) and value.endswith((".jinja", ".j2"))):
+                continue  # a catalog id, not a file
             if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
                 section[key] = str((base / value).resolve())
         data = {**data, "data": section}

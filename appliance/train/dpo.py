@@ -7,14 +7,15 @@ Preference data is LLaMA-Factory's (a dataset_info.json entry with "ranking": tr
 (instruction/input + chosen/rejected strings) or ShareGPT-like (conversations ending with a user turn + chosen /
 rejected messages); appliance.data parses both into Conversations with `.chosen` / `.rejected`.
 
-Reads top to bottom like the SFT recipe (appliance/train/recipe.py), whose pieces it reuses:
+Reads top to bottom like its peer, the SFT recipe (appliance/train/sft.py); both take their shared pieces from
+appliance/train/common.py:
   1. setup: resolve the base (or the SFT adapter and the base it names), dtype check, threads, tokenizer.
   2. data: preference pairs as trl's conversational prompt/chosen/rejected rows, max_samples, val_size split.
-  3. model: a fresh LoRA on the base (recipe.load_model), or the SFT adapter made trainable. The reference
+  3. model: a fresh LoRA on the base (common.load_model), or the SFT adapter made trainable. The reference
      policy is the starting point: trl keeps a frozen copy of the starting adapter ("ref"), or of the full model.
   4. train: trl's DPOTrainer; beta (pref_beta) and the loss type (pref_loss: sigmoid = DPO, ipo, hinge, ...).
      Checkpoints are published atomically and a stopped or crashed job continues with `airlock train --resume`,
-     exactly as SFT (trainer.AtomicCheckpoints, recipe.resume_point).
+     exactly as SFT (trainer.AtomicCheckpoints, common.resume_point).
   5. save: adapter/ (or model/) with the tokenizer and airlock_provenance.json, staged; the registry records it
      with its lineage (base or SFT adapter -> DPO adapter).
 
@@ -23,45 +24,15 @@ Errors: AirlockError for records without chosen/rejected, QLoRA from an existing
 """
 
 import dataclasses
-import json
 import random
 import time
-import typing
 from pathlib import Path
 
-from .. import registry
-from ..atomic import staged_dir, write_json
+from ..atomic import write_json
 from ..errors import AirlockError
-from . import resources
-from .config import PREF_LOSSES as LossType
-from .recipe import PROVENANCE, base_revision, finish_stopped, load_model, resolve_base, resume_point
-
-LOSS_TYPES = typing.get_args(LossType)
-
-
-@dataclasses.dataclass
-class Preference:
-    """The DPO-only settings. In a TrainConfig they are pref_beta, pref_loss and adapter (LLaMA-Factory's names)."""
-
-    beta: float = 0.1
-    loss_type: LossType = "sigmoid"
-    adapter: str = ""  # an SFT job id or adapter directory to start from; empty = a fresh LoRA on the base
-
-    def validate(self) -> None:
-        if self.beta <= 0:
-            raise AirlockError(f"pref_beta must be positive, got {self.beta}", where="pref_beta",
-                               fix="0.1 is the usual value; larger keeps the model closer to where it started")
-        if self.loss_type not in LOSS_TYPES:
-            raise AirlockError(f"pref_loss {self.loss_type!r} is not a DPO loss", where="pref_loss",
-                               fix=f"use one of: {', '.join(LOSS_TYPES)}")
-
-    @classmethod
-    def of(cls, cfg) -> "Preference":
-        """The settings from a TrainConfig (defaults for what it does not have)."""
-        pref = cls(beta=getattr(cfg, "pref_beta", cls.beta), loss_type=getattr(cfg, "pref_loss", cls.loss_type),
-                   adapter=getattr(cfg, "adapter", "") or "")
-        pref.validate()
-        return pref
+from . import distributed, ranks, resources
+from .common import base_revision, finish_stopped, load_model, resolve_base, resume_point, save_result
+from .preference import Preference
 
 
 def preference_rows(conversations) -> list[dict]:
@@ -85,11 +56,13 @@ def preference_rows(conversations) -> list[dict]:
 def load_pairs(data_cfg) -> tuple[list[dict], list[dict], str]:
     """(train rows, eval rows, dataset sha256) from a DataConfig, honouring max_samples, val_size and seed."""
     from ..data import load_conversations
+    from ..data.columns import refuse_unused
+    from ..data.mix import mix
 
     loaded = load_conversations(data_cfg.path, data_cfg.format, data_cfg.dataset)
-    rows = preference_rows(loaded.conversations)
-    if data_cfg.max_samples:
-        rows = rows[:data_cfg.max_samples]
+    refuse_unused(loaded.unused, data_cfg.ignore_columns, where=str(data_cfg.path))
+    conversations, _ = mix(loaded.conversations, data_cfg, loaded.num_samples)  # max_samples per dataset, as SFT
+    rows = preference_rows(conversations)
     eval_rows = []
     if data_cfg.val_size:
         shuffled = rows[:]
@@ -158,17 +131,22 @@ def train(cfg, job, pref: Preference | None = None) -> Path | None:
           flush=True)
     tokenizer = AutoTokenizer.from_pretrained(adapter_src.path if adapter_src and
                                               (adapter_src.path / "tokenizer_config.json").is_file() else base_path)
+    from ..data.template import apply as apply_chat_template
+
+    apply_chat_template(tokenizer, cfg.data.chat_template)  # trl renders the pairs with it; the adapter keeps it
 
     # 2. data
     job.set_status(message="preparing preference pairs")
     rows, eval_rows, sha256 = load_pairs(cfg.data)
-    write_json(job.path / "data_report.json", {"sha256": sha256, "pairs": len(rows), "eval_pairs": len(eval_rows)})
+    if ranks.is_local_main():
+        write_json(job.path / "data_report.json", {"sha256": sha256, "pairs": len(rows), "eval_pairs": len(eval_rows)})
     print(f"data: {len(rows)} train / {len(eval_rows)} eval pairs, sha256 {sha256[:12]}", flush=True)
     train_set = datasets.Dataset.from_list(rows)
     eval_set = datasets.Dataset.from_list(eval_rows) if eval_rows else None
 
     # 3. model (the reference is the starting point: trl copies the starting adapter, or the base for a fresh one)
     job.set_status(message="loading the model")
+    transformers.set_seed(cfg.seed)  # a fresh adapter starts random: the same config must give the same run
     model = load_policy(cfg, base_path, device, card, pref, adapter_src.path if adapter_src else None)
     ref_model = None
     if cfg.method == "full":
@@ -185,6 +163,7 @@ def train(cfg, job, pref: Preference | None = None) -> Path | None:
                                 train_dataset=train_set, eval_dataset=eval_set, processing_class=tokenizer,
                                 callbacks=[reporter])
     trainer.remove_callback(PrinterCallback)
+    distributed.check_applied(trainer, cfg)
     stop.install()
     started = time.monotonic()
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
@@ -192,35 +171,16 @@ def train(cfg, job, pref: Preference | None = None) -> Path | None:
         return finish_stopped(job, trainer, ckpt_dir)
 
     # 5. save
-    job.set_status(message="saving")
     provenance = {"job_id": job.id, "stage": "dpo", "method": cfg.method, "base_model": base_ref,
                   "base_path": str(base_path), "base_revision": base_revision(base_path),
                   "dataset_sha256": sha256, "config": cfg.to_dict(),
                   "start_adapter": str(adapter_src.path) if adapter_src else None,
                   "pref_beta": pref.beta, "pref_loss": pref.loss_type,
                   "steps": trainer.state.global_step, "train_seconds": round(time.monotonic() - started, 1)}
-    out = job.path / ("model" if cfg.method == "full" else "adapter")
-    with staged_dir(out) as staging:
-        if cfg.method == "full":
-            trainer.save_model(str(staging))
-            tokenizer.save_pretrained(str(staging))
-        else:
-            peft_model = trainer.model
-            if "ref" in peft_model.peft_config:  # trl's frozen copy of the starting adapter is not an output
-                peft_model.delete_adapter("ref")
-            peft_model.peft_config["default"].base_model_name_or_path = base_ref
-            peft_model.save_pretrained(str(staging), save_embedding_layers=False)
-            tokenizer.save_pretrained(str(staging))
-        (staging / PROVENANCE).write_text(json.dumps(provenance, indent=2, default=str) + "\n")
-    kind = "model" if cfg.method == "full" else "adapter"
     parent = (adapter_src.job_dir.name if adapter_src.job_dir else str(adapter_src.path)) if adapter_src else base_ref
-    registry.record(kind, job.id, out, parents=[parent, f"dataset:{sha256}"], stage="dpo", method=cfg.method,
-                    steps=trainer.state.global_step, pref_beta=pref.beta, pref_loss=pref.loss_type)
-    registry.audit("train.dpo", job=job.id, method=cfg.method, base_model=base_ref, start=parent, output=str(out))
-    job.set_status(state="completed", step=trainer.state.global_step, output=out.name,
-                   message=f"done: {out.name}/ written")
-    print(f"saved {out}", flush=True)
-    return out
+    return save_result(trainer, job, cfg, tokenizer, base_ref, provenance, parents=[parent, f"dataset:{sha256}"],
+                       audit=("train.dpo", {"start": parent}), stage="dpo", pref_beta=pref.beta,
+                       pref_loss=pref.loss_type)
 
 
 def preference_margins(model, tokenizer, conversations) -> list[float]:

@@ -39,13 +39,15 @@ def torch_dtype(dtype: str):
 
 
 def set_threads(num_threads: int | None) -> int:
-    """Use the CPUs this process may actually use (affinity and cgroup quota, see appliance.cpus) unless told
-    otherwise, and say so when other Airlock jobs already share them."""
+    """Use the CPUs this process may actually use (affinity and cgroup quota, see appliance.cpus), shared evenly by
+    the ranks of a distributed run on this host, unless told otherwise; say so when other Airlock jobs already
+    share them."""
     import torch
 
     from .. import cpus
+    from .ranks import local_world_size
 
-    n = num_threads or cpus.available()
+    n = num_threads or max(1, cpus.available() // local_world_size())
     torch.set_num_threads(n)
     warning = cpus.busy_warning("this training run")
     if warning:

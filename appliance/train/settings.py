@@ -13,7 +13,7 @@ from .config import TrainConfig
 def trainer_settings(cfg: TrainConfig, output_dir: Path, device: str, has_eval: bool) -> dict:
     """Keyword arguments for any transformers/trl TrainingArguments subclass."""
     eval_steps = cfg.eval_steps or cfg.save_steps
-    return dict(
+    return dict(**distributed_settings(cfg),
         output_dir=str(output_dir),
         per_device_train_batch_size=cfg.per_device_train_batch_size,
         per_device_eval_batch_size=cfg.per_device_eval_batch_size,
@@ -47,3 +47,32 @@ def trainer_settings(cfg: TrainConfig, output_dir: Path, device: str, has_eval: 
         dataloader_num_workers=0,
         dataloader_pin_memory=device == "cuda",
     )
+
+
+def distributed_settings(cfg: TrainConfig) -> dict:
+    """The Trainer's settings for a run of several ranks (none for one process). The process group itself is
+    joined earlier (appliance/train/ranks.py); these tell the Trainer how to use it."""
+    d = cfg.distributed
+    if not d.enabled:
+        return {}
+    settings = dict(
+        ddp_timeout=d.timeout_s,
+        # LoRA leaves most weights frozen and every trainable one is used each step: no search for unused ones.
+        ddp_find_unused_parameters=False,
+        average_tokens_across_devices=True,  # the loss divides by the labelled tokens of all ranks, as one process
+        save_on_each_node=d.nnodes > 1,  # hosts need not share a file system: each keeps its checkpoints
+    )
+    if d.backend != "auto":
+        settings["ddp_backend"] = d.backend
+    if d.strategy == "fsdp":
+        settings["fsdp"] = True
+        settings["fsdp_config"] = {
+            "version": 2, "reshard_after_forward": d.fsdp.sharding == "full_shard", "cpu_offload": d.fsdp.offload_params,
+            "activation_checkpointing": d.fsdp.activation_checkpointing, "state_dict_type": "FULL_STATE_DICT",
+            "auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
+            **({"transformer_layer_cls_to_wrap": list(d.fsdp.wrap)} if d.fsdp.wrap else {})}
+    elif d.strategy == "deepspeed":
+        from .zero import deepspeed_config
+
+        settings["deepspeed"] = deepspeed_config(d.deepspeed or "zero2", cfg)
+    return settings

@@ -12,7 +12,7 @@ from pathlib import Path
 from transformers.trainer_utils import rotate_checkpoints
 from trl import DPOTrainer, SFTTrainer
 
-from . import checkpoints, loss
+from . import checkpoints, loss, ranks
 
 
 def _no_space(exc: BaseException) -> bool:
@@ -30,13 +30,18 @@ class AtomicCheckpoints:
     def _save_checkpoint(self, model, trial):
         # The Trainer writes checkpoint-N file by file. Point it at a staging directory, then publish the finished
         # checkpoint with one rename: a kill during the save leaves nothing that looks like a checkpoint.
+        # In a distributed run every rank writes its part (its RNG state; with FSDP its shard) into the same staging
+        # directory, and the rank that saves for this host publishes it once all have written.
         run_dir = Path(self.args.output_dir)
         name = f"checkpoint-{self.state.global_step}"
         staging_root = run_dir / f"{checkpoints.STAGING_PREFIX}{name}"
-        shutil.rmtree(staging_root, ignore_errors=True)
+        if self.args.should_save:
+            shutil.rmtree(staging_root, ignore_errors=True)
+        ranks.barrier()
         self.args.output_dir = str(staging_root)
         try:
             super()._save_checkpoint(model, trial)
+            ranks.barrier()
         except Exception as exc:
             shutil.rmtree(staging_root, ignore_errors=True)
             if not _no_space(exc):
@@ -50,13 +55,15 @@ class AtomicCheckpoints:
                                f"airlock train --resume {run_dir.parent.name}") from None
         finally:
             self.args.output_dir = str(run_dir)
-        checkpoints.publish(staging_root / name, run_dir / name)
-        shutil.rmtree(staging_root, ignore_errors=True)
         best = self.state.best_model_checkpoint
         if best and Path(best).parent == staging_root:
             self.state.best_model_checkpoint = str(run_dir / Path(best).name)
-        rotate_checkpoints(str(run_dir), self.args.save_total_limit, self.state.best_model_checkpoint,
-                           use_mtime=False)
+        if self.args.should_save:
+            checkpoints.publish(staging_root / name, run_dir / name)
+            shutil.rmtree(staging_root, ignore_errors=True)
+            rotate_checkpoints(str(run_dir), self.args.save_total_limit, self.state.best_model_checkpoint,
+                               use_mtime=False)
+        ranks.barrier()  # the checkpoint is whole on disk before any rank trains on
 
     def create_model_card(self, *args, **kwargs):
         # Model cards are for publishing on a hub; the job directory and airlock_provenance.json record the run.
@@ -65,7 +72,9 @@ class AtomicCheckpoints:
 
 class AirlockSFTTrainer(AtomicCheckpoints, SFTTrainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        if return_outputs or not loss.supports(model):
+        # Several ranks: DDP synchronises gradients only through its wrapper's forward, and FSDP gathers weights in
+        # hooks on the whole model's forward, so the compact loss (which calls the backbone itself) is for one process.
+        if return_outputs or ranks.is_distributed() or not loss.supports(model):
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         value, labelled, correct = loss.trained_positions_loss(model, inputs, num_items_in_batch)
         # The bookkeeping trl's own compute_loss does, minus the per-position entropy: token accuracy for the log,

@@ -18,26 +18,9 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 
 from ..errors import AirlockError
-from ..paths import home
-
-# mode name, title, key, module:class
-SCREENS = [
-    ("home", "Home", "1", "home:HomeScreen"),
-    ("data", "Data", "2", "data:DataScreen"),
-    ("train", "Train", "3", "train:TrainScreen"),
-    ("jobs", "Jobs", "4", "jobs:JobsScreen"),
-    ("export", "Export", "5", "export:ExportScreen"),
-    ("chat", "Chat", "6", "chat:ChatScreen"),
-    ("models", "Models", "7", "models:ModelsScreen"),
-    ("serve", "Serve", "8", "serve:ServeScreen"),
-    ("keys", "Keys", "9", "keys:KeysScreen"),
-]
+from .screen_list import SCREENS, log_path
 
 log = logging.getLogger("airlock.tui")
-
-
-def log_path() -> Path:
-    return home() / "logs" / "tui.log"
 
 
 def _setup_log() -> None:

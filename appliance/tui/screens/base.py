@@ -43,7 +43,7 @@ class UnavailableScreen(AirlockScreen):
     def body(self) -> ComposeResult:
         from textual.widgets import Static
 
-        from ..app import log_path
+        from ..screen_list import log_path
 
         yield Static(f"The {self.MODE} screen is not available in this build:\n\n"
                      f"  {type(self.exc).__name__}: {self.exc}\n\n"

@@ -3,8 +3,9 @@ estimate from the catalog card, the equivalent config file and CLI command, and 
 
 Library calls: appliance.train.from_dict (schema.build + TrainConfig.validate: the `airlock train` validation),
 appliance.train.load_config (Ctrl+L loads a config file), appliance.catalog.find / default_card (pre-fill and the
-memory estimate from memory_gb), appliance.train.recipe.resolve_base + resources.check_dtype (the CLI's pre-flight
-checks), appliance.train.start + appliance.jobs.start_detached (the job). Then the Jobs screen follows it.
+memory estimate from memory_gb, per rank through train.distributed_config.memory_per_rank), appliance.train.preflight
+(the CLI's pre-flight checks: the quick part as you type, all of it on Start), appliance.train.start +
+appliance.jobs.start_detached (the job). Then the Jobs screen follows it.
 """
 
 
@@ -45,10 +46,14 @@ HELP = {
     "data.cutoff_policy": "truncate long samples, or drop them",
     "data.val_size": "held-out share for evaluation: a ratio (0.1) or a count (20)",
     "data.eval_path": "a separate evaluation file (instead of val_size)",
-    "data.max_samples": "use at most this many samples (empty = all)",
+    "data.max_samples": "the first N samples of each dataset, before mixing (empty = all)",
     "data.dedupe": "drop duplicate conversations: exact, normalized (case/space-insensitive) or none",
     "data.train_on": "which tokens are trained: every assistant turn, only the last one, or all tokens",
     "data.seed": "seed for the train/eval split and shuffling",
+    "data.mix_strategy": "several datasets: concat, or interleave until the first (under) / every one (over) is used",
+    "data.interleave_probs": "one probability per dataset for interleaving, adding up to 1 (empty = in turn)",
+    "data.ignore_columns": "columns training may leave out (tools, images, id ...); `airlock data check` lists them",
+    "data.chat_template": "empty = the model's own; or a catalog model id, or a .jinja file",
     "dtype": "compute precision: fp32 everywhere, bf16 (CPU or recent GPU), fp16 (GPU only)",
     "max_grad_norm": "gradient clipping norm (> 0)",
     "weight_decay": "AdamW weight decay (>= 0)",
@@ -65,6 +70,20 @@ HELP = {
     "padding_free": "lay samples end to end without pad tokens (faster; no cross-talk)",
     "gradient_checkpointing": "recompute activations in the backward pass: less memory, ~30% slower",
     "num_threads": "CPU threads for torch (empty = every core this process may use)",
+    "distributed.nproc_per_node": "ranks on this host: one per GPU (on CPU they share the cores)",
+    "distributed.nnodes": "hosts in the run (each runs the same config with its own node_rank)",
+    "distributed.node_rank": "this host's number, 0..nnodes-1; 0 is the master host",
+    "distributed.master_addr": "address of the node-rank-0 host, where the ranks meet",
+    "distributed.master_port": "rendezvous port (empty = a free one on one host, 29500 across hosts)",
+    "distributed.backend": "auto: nccl on GPUs, gloo on CPU",
+    "distributed.strategy": "ddp: a full copy per rank (fastest); fsdp/deepspeed: split states to fit bigger models",
+    "distributed.fsdp.sharding": "full_shard splits weights too (least memory); shard_grad_op only grads+optimizer",
+    "distributed.fsdp.offload_params": "keep FSDP shards in CPU memory: fits more, runs slower",
+    "distributed.fsdp.wrap": "layer classes sharded as units (empty = the model's decoder layers)",
+    "distributed.fsdp.activation_checkpointing": "recompute activations: much less memory, ~30% more compute",
+    "distributed.deepspeed": "zero2, zero3 or a DeepSpeed JSON file (strategy deepspeed; needs CUDA)",
+    "distributed.timeout_s": "seconds a rank waits for the others before the run fails (never a hang)",
+    "distributed.allow": "site addresses/networks the ranks may reach besides master_addr (offline guard)",
 }
 
 
@@ -214,7 +233,7 @@ class TrainScreen(AirlockScreen):
         problem = ""
         try:
             self.config = from_dict(form.mapping(), where="train form")
-            preflight(self.config, hardware=False)  # a model that is not installed is not "valid"
+            preflight(self.config, hardware=False, data=False)  # a model that is not installed is not "valid"
         except AirlockError as exc:
             self.config = None
             problem = exc.message + (f" (fix: {exc.fix})" if exc.fix else "")
@@ -251,6 +270,13 @@ class TrainScreen(AirlockScreen):
             memory.update("no catalog card for this model: no memory estimate")
             return
         need = getattr(card.memory_gb, method)
+        per_rank = ""
+        if self.config is not None and self.config.distributed.enabled:
+            from ...train.distributed_config import memory_per_rank
+
+            d = self.config.distributed
+            need = round(memory_per_rank(need, method, d), 1)
+            per_rank = f" per rank ({d.world_size} ranks, {d.strategy})"
         device = self.query_one("#device", Select).value
         gpu = next((g for g in self.gpus if f"gpu{g.index}" == device), None)
         if gpu is not None:
@@ -259,7 +285,8 @@ class TrainScreen(AirlockScreen):
             cpu = host.cpu()
             have, where = cpu.ram_total_gb - cpu.ram_used_gb, "RAM free"
         verdict = "fits" if need <= have else "[b]does not fit[/b]"
-        memory.update(f"{method} needs ~{need:g} GiB (catalog card, batch 1); {where} {have:.1f} GiB: {verdict}")
+        memory.update(f"{method} needs ~{need:g} GiB{per_rank} (catalog card, batch 1); {where} {have:.1f} GiB: "
+                      f"{verdict}")
 
     def _config_yaml(self) -> str:
         import yaml
@@ -365,13 +392,10 @@ class TrainScreen(AirlockScreen):
     def start_job(self, cfg, name) -> None:
         """The `airlock train --detach` path: pre-flight checks, a job directory, a detached runner."""
         from ...jobs import start_detached
-        from ...train import start
-        from ...train.recipe import resolve_base
-        from ...train.resources import check_dtype
+        from ...train import preflight, start
 
         try:
-            resolve_base(cfg.model)
-            check_dtype(cfg.dtype, cfg.method)
+            preflight(cfg)  # all of `airlock train`'s checks, the data included, before a job exists
             argv = ["airlock", "tui", "train"] + (["--name", name] if name else [])
             job = start(cfg, argv, name)
             pid = start_detached(job)

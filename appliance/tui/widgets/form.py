@@ -54,8 +54,9 @@ def fields_of(cls, help: dict[str, str] | None = None, nested: dict[str, type] |
         if not f.init:
             continue
         key = prefix + f.name
-        if nested and f.name in nested:
-            specs += fields_of(nested[f.name], help, None, prefix=key + ".")
+        if (nested and f.name in nested) or dataclasses.is_dataclass(hints[f.name]):
+            sub = nested[f.name] if nested and f.name in nested else hints[f.name]
+            specs += fields_of(sub, help, None, prefix=key + ".")  # a section's fields, as section.key
             continue
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)

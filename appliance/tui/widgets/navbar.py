@@ -3,6 +3,8 @@
 from rich.text import Text
 from textual.widgets import Static
 
+from ..screen_list import SCREENS
+
 
 class NavBar(Static):
     def __init__(self, current: str):
@@ -10,8 +12,6 @@ class NavBar(Static):
         self.current = current
 
     def on_mount(self) -> None:
-        from ..app import SCREENS
-
         text = Text(" Airlock ", style="bold reverse")
         for name, title, key, _ in SCREENS:
             style = "bold reverse" if name == self.current else ""
@@ -23,8 +23,6 @@ class NavBar(Static):
 
     def on_click(self, event) -> None:
         # A click on the bar picks the screen whose title is under the mouse.
-        from ..app import SCREENS
-
         plain = getattr(self, "_plain", "")
         x = event.x
         for name, title, key, _ in SCREENS:

@@ -1,0 +1,31 @@
+"""check_data(): everything about a run's data that can be refused before a training job exists.
+
+    from appliance.data.preflight import check_data
+    check_data(cfg.data, model_dir)      # raises AirlockError (DataError for bad records); returns the Loaded data
+
+Called by `airlock train --from-llamafactory` (and meant for appliance.train.preflight) so a config mistake never
+leaves a failed job behind: the dataset and its dataset_info.json entries exist, every record converts, no column
+would be left out that data.ignore_columns does not name, interleave_probs match the datasets, and the chat
+template resolves (with `model_dir`: the model has one, or data.chat_template gives one). It reads the whole
+dataset once, as `airlock data check` does, and loads no tokenizer.
+"""
+
+from ..errors import AirlockError
+from .columns import refuse_unused
+from .config import DataConfig
+from .load import Loaded, load_conversations
+from .template import require
+
+
+def check_data(cfg: DataConfig, model_dir=None) -> Loaded:
+    loaded = load_conversations(cfg.path, cfg.format, cfg.dataset)
+    refuse_unused(loaded.unused, cfg.ignore_columns, where=str(cfg.path))
+    if cfg.eval_path:
+        held = load_conversations(cfg.eval_path, cfg.format)
+        refuse_unused(held.unused, cfg.ignore_columns, where=str(cfg.eval_path))
+    datasets = {c.dataset for c in loaded.conversations}
+    if cfg.interleave_probs and len(cfg.interleave_probs) != len(datasets):
+        raise AirlockError(f"{len(cfg.interleave_probs)} interleave_probs for {len(datasets)} dataset(s)",
+                           where="data.interleave_probs", fix="give one probability per dataset, in order")
+    require(model_dir, cfg.chat_template)
+    return loaded

@@ -1,0 +1,80 @@
+"""What one ShareGPT/OpenAI message may hold: text content, and a refusal that names tool-use and media turns.
+
+Airlock trains plain conversations: system, user and assistant turns of text. Records written for function
+calling (LLaMA-Factory's function_call / observation turns, OpenAI's tool_calls and role "tool") cannot be
+rendered faithfully by a chat template without their tool definitions, and folding them into plain text would
+teach the model something else, so they are refused with the cause named instead of failing later as a
+"missing field" or "two user turns in a row".
+
+A multi-part content list whose parts are all text ([{"type": "text", "text": ...}, ...]) is joined as written,
+with no separator: chat templates that accept such lists render the parts back to back. Any other part (an
+image, audio) is refused by its type.
+"""
+
+from .files import json_kind
+from .problems import Problems
+
+TOOL_USE_FIX = ("remove the tool-use records (or leave their dataset out): Airlock trains plain user/assistant "
+                "conversations, not tool calling")
+
+# Role names that mean a tool call or a tool's result when a dataset_info.json entry gives no tags.
+CALL_ROLES = ("function_call",)
+RESULT_ROLES = ("observation", "tool", "function")
+
+
+def tool_use(turn: dict, role: str, tags: dict | None) -> str | None:
+    """Why this message is a tool-use turn, in words ("'function_call' turn: a tool call"), or None."""
+    calls = CALL_ROLES if tags is None else (tags.get("function_tag", "function_call"),)
+    results = RESULT_ROLES if tags is None else (tags.get("observation_tag", "observation"),)
+    if role in calls:
+        return f"'{role}' turn: a tool call (function calling)"
+    if role in results:
+        return f"'{role}' turn: a tool's result (function calling)"
+    if turn.get("tool_calls"):
+        return f"{role} message with tool_calls: an OpenAI tool call"
+    if turn.get("function_call"):
+        return f"{role} message with function_call: an OpenAI function call"
+    return None
+
+
+def message_text(value, present: bool, problems: Problems, file, where, name) -> str | None:
+    """The text of a message's content: a string, or a list of text parts joined; None after reporting why not."""
+    if isinstance(value, str):
+        return value.replace("\r\n", "\n")
+    if value is None:
+        if present:
+            problems.error(file, f"'{name}' is null: the message has no text", where, name,
+                           fix="write the message's text, or remove the message")
+        else:
+            problems.error(file, f"missing field '{name}'", where, name, fix=f"add the text as \"{name}\": \"...\"")
+        return None
+    if isinstance(value, list) and value and all(isinstance(part, dict) for part in value):
+        return _parts(value, problems, file, where, name)  # OpenAI's multi-part content
+    if isinstance(value, bool) or isinstance(value, (int, float)):
+        problems.error(file, f"'{name}' is a number ({value!r}), expected text", where, name,
+                       fix=f"quote it: \"{name}\": \"{value}\"")
+    else:
+        problems.error(file, f"'{name}' is a {json_kind(value)}, expected text", where, name,
+                       fix=f"make \"{name}\" a single string")
+    return None
+
+
+def _parts(parts: list, problems: Problems, file, where, name) -> str | None:
+    texts = []
+    for i, part in enumerate(parts):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text" and isinstance(part.get("text"), str):
+            texts.append(part["text"].replace("\r\n", "\n"))
+            continue
+        if isinstance(kind, str) and kind != "text":
+            problems.error(file, f"multi-part content with a '{kind}' part: Airlock trains text only", where,
+                           f"{name}[{i}]", fix="keep only text parts ({\"type\": \"text\", \"text\": \"...\"}) "
+                                               "or remove the record")
+        else:
+            problems.error(file, f"multi-part content: part {i} is not a text part", where, f"{name}[{i}]",
+                           fix='write each part as {"type": "text", "text": "..."}, or the content as one string')
+        return None
+    if not texts:
+        problems.error(file, "multi-part content with no parts", where, name, fix="write the message's text")
+        return None
+    return "".join(texts)

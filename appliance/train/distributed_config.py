@@ -1,0 +1,136 @@
+"""The `distributed:` section of a training config: how many processes train together, where they meet, and how
+the model is split across them. Light to import (no torch); the launcher is appliance/train/distributed.py.
+
+    distributed:
+      nproc_per_node: 8          # processes (GPUs) on each host
+      nnodes: 2                  # hosts; each runs `airlock train CONFIG --node-rank N --master-addr HOST`
+      master_addr: 10.0.0.1      # the host of node rank 0, where the ranks meet (rendezvous)
+      strategy: fsdp             # ddp (a full copy per rank) | fsdp | deepspeed (weights, grads, optimizer split)
+      fsdp: {sharding: full_shard}
+      allow: [10.0.0.0/24]       # the site's own addresses the offline guard lets the ranks reach
+
+With the defaults (one process) nothing here is used. Every key is checked; a key set for a strategy that is not
+chosen (fsdp settings with strategy ddp) is an error, never ignored.
+"""
+
+from dataclasses import dataclass, field, fields
+from typing import Literal
+
+from ..errors import AirlockError
+
+STRATEGIES = ("ddp", "fsdp", "deepspeed")
+DEEPSPEED_PRESETS = ("zero2", "zero3")
+DEFAULT_MULTINODE_PORT = 29500  # torchrun's default, so a site's firewall rule for it applies
+
+
+@dataclass
+class FsdpSettings:
+    """FSDP (strategy fsdp, PyTorch's FSDP2). sharding: full_shard splits weights, gradients and optimizer states
+    (like ZeRO-3: least memory, weights gathered again for the backward pass); shard_grad_op keeps the gathered
+    weights from the forward pass to the backward (like ZeRO-2: faster, more memory). offload_params: keep shards in CPU memory (slower, fits more). wrap: the layer classes sharded
+    as units (empty = the model's decoder layers). activation_checkpointing: recompute activations in the
+    backward pass (less memory, about a third more compute)."""
+
+    sharding: Literal["full_shard", "shard_grad_op"] = "full_shard"
+    offload_params: bool = False
+    wrap: list[str] = field(default_factory=list)
+    activation_checkpointing: bool = False
+
+
+@dataclass
+class DistributedConfig:
+    """nproc_per_node: processes on this host (one per GPU; on CPU, ranks share the cores).
+    nnodes / node_rank: hosts in the run and this host's place (0 = the host at master_addr).
+    master_addr / master_port: where the ranks meet; empty port = a free one on a single host, 29500 across hosts.
+    backend: auto = nccl on GPUs, gloo on CPU. strategy: ddp | fsdp | deepspeed. fsdp: see FsdpSettings.
+    deepspeed: zero2 | zero3 | a DeepSpeed JSON file (strategy deepspeed only; empty = zero2).
+    timeout_s: how long a rank waits for the others in a collective before the run fails (never a hang).
+    allow: addresses or networks (CIDR) of the site's other hosts that ranks may connect to."""
+
+    nproc_per_node: int = 1
+    nnodes: int = 1
+    node_rank: int = 0
+    master_addr: str = "127.0.0.1"
+    master_port: int | None = None
+    backend: Literal["auto", "gloo", "nccl"] = "auto"
+    strategy: Literal["ddp", "fsdp", "deepspeed"] = "ddp"
+    fsdp: FsdpSettings = field(default_factory=FsdpSettings)
+    deepspeed: str = ""
+    timeout_s: int = 600
+    allow: list[str] = field(default_factory=list)
+
+    @property
+    def world_size(self) -> int:
+        return self.nproc_per_node * self.nnodes
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    def port(self) -> int | None:
+        """The rendezvous port: the configured one, 29500 across hosts, None (pick a free one) on one host."""
+        return self.master_port or (DEFAULT_MULTINODE_PORT if self.nnodes > 1 else None)
+
+    def validate(self) -> None:
+        for name in ("nproc_per_node", "nnodes"):
+            if getattr(self, name) < 1:
+                raise AirlockError(f"distributed.{name} must be at least 1, got {getattr(self, name)}",
+                                   where=f"distributed.{name}")
+        if not 0 <= self.node_rank < self.nnodes:
+            raise AirlockError(f"distributed.node_rank {self.node_rank} is outside 0..{self.nnodes - 1}",
+                               where="distributed.node_rank", fix="number the hosts 0 to nnodes-1; 0 is the host "
+                               "at master_addr")
+        if self.master_port is not None and not 0 < self.master_port < 65536:
+            raise AirlockError(f"distributed.master_port {self.master_port} is not a TCP port",
+                               where="distributed.master_port")
+        if self.timeout_s < 10:
+            raise AirlockError(f"distributed.timeout_s {self.timeout_s} is too short to be safe", fix="at least 10 "
+                               "(the default 600 leaves room for a slow checkpoint)", where="distributed.timeout_s")
+        if self.nnodes > 1 and self.master_addr.startswith(("127.", "localhost", "::1")):
+            raise AirlockError(f"with nnodes {self.nnodes}, master_addr {self.master_addr} cannot be reached from "
+                               "the other hosts", where="distributed.master_addr",
+                               fix="give the address of the node-rank-0 host on the site's network")
+        if self.strategy != "fsdp" and self.fsdp != FsdpSettings():
+            changed = [f.name for f in fields(FsdpSettings) if getattr(self.fsdp, f.name) !=
+                       getattr(FsdpSettings(), f.name)]
+            raise AirlockError(f"distributed.fsdp ({', '.join(changed)}) is set but strategy is {self.strategy}",
+                               where="distributed.fsdp", fix="set distributed.strategy: fsdp, or remove fsdp")
+        if self.deepspeed and self.strategy != "deepspeed":
+            raise AirlockError(f"distributed.deepspeed is set but strategy is {self.strategy}",
+                               where="distributed.deepspeed", fix="set distributed.strategy: deepspeed")
+        if self.strategy == "deepspeed" and self.deepspeed and self.deepspeed not in DEEPSPEED_PRESETS \
+                and not self.deepspeed.endswith(".json"):
+            raise AirlockError(f"distributed.deepspeed {self.deepspeed!r} is neither a preset nor a JSON file",
+                               where="distributed.deepspeed", fix="zero2, zero3, or the path of a DeepSpeed JSON "
+                               "config")
+        _check_allow(self.allow)
+
+
+# What a training step keeps in memory, by share of a card's single-process estimate: full fine-tuning holds fp32
+# weights, gradients and Adam's two moments (4 + 4 + 8 bytes a parameter); LoRA is almost all frozen base weights.
+_SHARES = {"full": (0.25, 0.25, 0.5), "lora": (0.9, 0.05, 0.05), "qlora": (0.9, 0.05, 0.05)}
+
+
+def memory_per_rank(need_gb: float, method: str, d: DistributedConfig) -> float:
+    """Each rank's share of a single-process memory estimate under the strategy: DDP holds everything on every
+    rank; ZeRO-2-like sharding (fsdp shard_grad_op, deepspeed zero2) splits gradients and optimizer states;
+    ZeRO-3-like (fsdp full_shard, deepspeed zero3) splits the weights too."""
+    weights, grads, optim = (need_gb * share for share in _SHARES.get(method, _SHARES["full"]))
+    n = d.world_size
+    if n == 1 or d.strategy == "ddp":
+        return need_gb
+    stage3 = (d.strategy == "fsdp" and d.fsdp.sharding == "full_shard") or \
+        (d.strategy == "deepspeed" and d.deepspeed == "zero3")
+    return (weights / n if stage3 else weights) + (grads + optim) / n
+
+
+def _check_allow(entries: list[str]) -> None:
+    import ipaddress
+
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            if not entry or any(c in entry for c in "/ *"):
+                raise AirlockError(f"distributed.allow entry {entry!r} is not an address, network or host name",
+                                   where="distributed.allow", fix="e.g. 10.0.0.2, 10.0.0.0/24 or gpu-node-2")
