@@ -3,6 +3,10 @@
 `build(Config, mapping, where)` turns a mapping into a dataclass instance: unknown keys are errors that suggest
 the nearest valid key, values are checked (and gently coerced: YAML reads `1e-4` as a string) against the
 field's annotation, and the dataclass's own `validate()` (if any) runs last for cross-field rules.
+
+A field's help lives with the field: `setting(default, help)` puts it in the dataclass field's metadata, and
+`field_help(Config)` / `describe(Config)` read it back for the TUI's hints, `airlock train --keys` and
+docs/config.md, so the text is written once.
 """
 
 import dataclasses
@@ -13,6 +17,91 @@ from pathlib import Path
 from typing import Any, Literal, Mapping
 
 from .errors import AirlockError
+
+
+def setting(default: Any = dataclasses.MISSING, help: str = "", *, default_factory: Any = dataclasses.MISSING,
+            detail: str = "") -> Any:
+    """A dataclass field that carries its help: `help` is one short line (the TUI shows it beside the form, so at
+    most 80 characters), `detail` an optional longer explanation for `--keys` and the docs page."""
+    if not help:
+        raise TypeError("a setting needs its help text")  # at import time, not when someone looks for it
+    metadata = {"help": help, **({"detail": detail} if detail else {})}
+    return dataclasses.field(default=default, default_factory=default_factory, metadata=metadata)
+
+
+@dataclasses.dataclass(frozen=True)
+class KeyDoc:
+    """One config key as the help texts describe it; `key` is dotted ("data.cutoff_len")."""
+
+    key: str
+    hint: Any
+    default: Any  # dataclasses.MISSING for a required key
+    help: str
+    detail: str
+
+    @property
+    def section(self) -> bool:
+        return dataclasses.is_dataclass(self.hint)
+
+    @property
+    def type_text(self) -> str:
+        return type_text(self.hint)
+
+    @property
+    def default_text(self) -> str:
+        return value_text(self.default)
+
+
+def describe(cls, prefix: str = "") -> list[KeyDoc]:
+    """Every init field of dataclass `cls` in declaration order, a nested dataclass's own fields right after it."""
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+        out.append(KeyDoc(prefix + f.name, hints[f.name], default, f.metadata.get("help", ""),
+                          f.metadata.get("detail", "")))
+        if dataclasses.is_dataclass(hints[f.name]):
+            out += describe(hints[f.name], prefix + f.name + ".")
+    return out
+
+
+def field_help(cls) -> dict[str, str]:
+    """Dotted key -> one-line help for every field of `cls` and of its nested dataclasses ("" where a field has
+    none: tests/test_config_docs.py fails on that)."""
+    return {doc.key: doc.help for doc in describe(cls)}
+
+
+def type_text(hint: Any) -> str:
+    """A field's annotation in a config writer's words: `integer or empty`, `sft | dpo`, `list of text`."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Literal:
+        return " | ".join(map(str, args))
+    if origin in (typing.Union, types.UnionType):
+        named = [type_text(a) for a in args if a is not type(None)]
+        return " or ".join(named) + (" or empty" if type(None) in args else "")
+    if origin in (list, tuple):
+        return "list of " + (type_text(args[0]) if args else "values")
+    if dataclasses.is_dataclass(hint):
+        return "section"
+    names = {str: "text", int: "integer", float: "number", bool: "true/false", Path: "path", dict: "mapping"}
+    return names.get(origin or hint, getattr(hint, "__name__", str(hint)))
+
+
+def value_text(value: Any) -> str:
+    """A default as it would be written in a config file (`true`, `0.0002`, `a,b`); unset values are `empty`."""
+    if value is dataclasses.MISSING:
+        return "required"
+    if dataclasses.is_dataclass(value):
+        return "its keys' defaults"
+    if value is None or value == "" or value == []:
+        return "empty"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    return str(value)
 
 
 def suggest(key: str, valid) -> str:

@@ -1,5 +1,8 @@
 """`airlock train CONFIG [--set key=value ...] [--detach] [--name NAME]` and `airlock train --resume JOB_ID`.
 
+`airlock train --keys` lists every config key with its type, default and help (`--keys markdown` is
+docs/config.md), read from the fields themselves (appliance/train/config_docs.py).
+
 `airlock train --from-llamafactory FILE.yaml [--set ...] [--detach]` runs a LLaMA-Factory training YAML: it prints
 the translation (appliance.llamafactory: translated / not needed / NOT SUPPORTED keys), checks the data it names,
 then starts the job. A merge or prediction YAML is refused with the airlock command that does its job.
@@ -8,41 +11,62 @@ Every run is a job (see appliance.jobs): in the foreground the command follows t
 with a checkpoint; with --detach it returns at once and the run survives the terminal.
 """
 
+import argparse
 import sys
+
+
+class _KeyHelp(argparse.HelpFormatter):
+    """Flags that stand for a config key show that key's own help (its field's metadata). It is read only when
+    help is printed: importing the train package for every `airlock` command would slow them all down."""
+
+    def _get_help_string(self, action):
+        key = getattr(action, "config_key", None)
+        if key is None:
+            return super()._get_help_string(action)
+        from ..schema import field_help
+        from ..train import TrainConfig
+
+        return f"{field_help(TrainConfig)[key]}; same as --set {key}".replace("%", "%%")
 
 
 def register(sub) -> None:
     p = sub.add_parser("train", help="fine-tune a model (LoRA, QLoRA or full; SFT or DPO) as a job",
+                       formatter_class=_KeyHelp,
                        description="Fine-tune a base model on a dataset. CONFIG is a YAML/JSON/TOML file, or "
                        "the name of a shipped config (sft_lora_default, sft_lora_demo, dpo_lora_demo); --set "
-                       "overrides any key, e.g. --set learning_rate=1e-4 --set data.path=my.jsonl.")
+                       "overrides any key, e.g. --set learning_rate=1e-4 --set data.path=my.jsonl; --keys lists "
+                       "them.")
     p.add_argument("config", nargs="?", help="training config file, or a shipped config's name")
     p.add_argument("--from-llamafactory", metavar="FILE.yaml",
                    help="run a LLaMA-Factory training YAML (its translation is printed first)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key (repeatable; nested keys with dots)")
+                   help="override a config key (repeatable; nested keys with dots; --keys lists them)")
+    p.add_argument("--keys", nargs="?", const="text", choices=("text", "markdown"), metavar="FORMAT",
+                   help="list every config key with its type, default and help, and exit "
+                        "(markdown: the docs/config.md page)")
     p.add_argument("--detach", action="store_true", help="run in the background; follow with `airlock jobs logs -f`")
     p.add_argument("--name", help="a name for the job (its id starts with it)")
     p.add_argument("--resume", metavar="JOB", help="continue a stopped or crashed job from its last whole checkpoint")
     p.add_argument("--from-checkpoint", type=int, metavar="STEP", help="with --resume: from this step's checkpoint")
     dist = p.add_argument_group("several processes or hosts (the config's distributed: section; see docs/distributed.md)")
-    for flag, key, kind, text in DISTRIBUTED_FLAGS:
-        dist.add_argument(flag, type=kind, metavar=key.split(".")[-1].upper(), help=text)
+    for flag, key, kind in DISTRIBUTED_FLAGS:
+        action = dist.add_argument(flag, type=kind, metavar=key.split(".")[-1].upper(), help=key)
+        action.config_key = key  # _KeyHelp shows the key's help
     p.set_defaults(func=run, offline=True)
 
 
 # Flags for what differs between the hosts of one run (or is typed often); each is `--set distributed.KEY=VALUE`.
 DISTRIBUTED_FLAGS = [
-    ("--nproc-per-node", "distributed.nproc_per_node", int, "processes on this host (one per GPU)"),
-    ("--nnodes", "distributed.nnodes", int, "hosts taking part"),
-    ("--node-rank", "distributed.node_rank", int, "this host's number, 0 to nnodes-1 (0 = the master host)"),
-    ("--master-addr", "distributed.master_addr", str, "address of the node-rank-0 host"),
-    ("--master-port", "distributed.master_port", int, "rendezvous port on the master host (default 29500)"),
+    ("--nproc-per-node", "distributed.nproc_per_node", int),
+    ("--nnodes", "distributed.nnodes", int),
+    ("--node-rank", "distributed.node_rank", int),
+    ("--master-addr", "distributed.master_addr", str),
+    ("--master-port", "distributed.master_port", int),
 ]
 
 
 def _distributed_overrides(args) -> list[str]:
-    return [f"{key}={getattr(args, flag[2:].replace('-', '_'))}" for flag, key, _, _ in DISTRIBUTED_FLAGS
+    return [f"{key}={getattr(args, flag[2:].replace('-', '_'))}" for flag, key, _ in DISTRIBUTED_FLAGS
             if getattr(args, flag[2:].replace("-", "_")) is not None]
 
 
@@ -51,6 +75,8 @@ def run(args) -> int:
     from ..jobs import follow, start_detached
     from ..train import load_config, preflight, resume, start
 
+    if args.keys:
+        return _print_keys(args)
     if args.from_checkpoint is not None and not args.resume:
         raise AirlockError("--from-checkpoint goes with --resume JOB", fix="airlock train --resume JOB "
                            f"--from-checkpoint {args.from_checkpoint}")
@@ -89,6 +115,20 @@ def run(args) -> int:
         return 130
     raise AirlockError(f"job {job.id} {status['state']}: {status.get('message', '')}",
                        fix=f"see {job.log_path}; fix the cause, then `airlock train --resume {job.id}`")
+
+
+def _print_keys(args) -> int:
+    from ..errors import AirlockError
+    from ..train.config_docs import config_page, keys_text
+
+    given = [flag for flag, value in (("CONFIG", args.config), ("--set", args.overrides), ("--resume", args.resume),
+                                      ("--from-llamafactory", args.from_llamafactory)) if value]
+    given += [flag for flag, *_ in DISTRIBUTED_FLAGS if getattr(args, flag[2:].replace("-", "_")) is not None]
+    if given:  # a list of keys that looked like it applied to a config would mislead
+        raise AirlockError(f"--keys lists the config keys; it takes no {', '.join(given)}",
+                           fix="airlock train --keys")
+    print(config_page() if args.keys == "markdown" else keys_text(), end="")
+    return 0
 
 
 def _from_llamafactory(path: str, overrides: list[str]):

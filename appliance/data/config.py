@@ -1,43 +1,53 @@
 """DataConfig: the dataset settings shared by `airlock data check`, training configs and the TUI's data form."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from ..errors import AirlockError
+from ..schema import setting
 
 
 @dataclass
 class DataConfig:
-    """Where the data is and how to shape it before training.
+    """Where the data is and how to shape it before training: the files or LLaMA-Factory datasets, how several are
+    mixed, what is held out for evaluation, and how conversations become tokens. Each key's help is in its field's
+    metadata (schema.setting; docs/config.md)."""
 
-    path: a .json/.jsonl/.csv/.parquet file, or a directory holding a LLaMA-Factory dataset_info.json.
-    dataset: the key in that dataset_info.json (comma-separated keys are mixed by mix_strategy).
-    max_samples: the first N records of each dataset, before mixing (LLaMA-Factory's meaning).
-    mix_strategy: concat (one after the other), interleave_under (alternate, or draw by interleave_probs, until
-      the first dataset runs out) or interleave_over (until every dataset has been used once, repeating the
-      shorter ones); interleave_probs: one probability per dataset, adding up to 1 (empty = take in turn).
-    val_size: a ratio in (0, 1) or, when >= 1, a number of conversations held out for evaluation.
-    ignore_columns: dataset columns or record keys Airlock does not train on (tools, images, an "id" ...) that
-      training may leave out; any other such column stops training (see `airlock data check`).
-    chat_template: the template conversations are rendered with: empty = the model's own, a catalog model id
-      (that installed model's template), or a Jinja file (.jinja).
-    """
-
-    path: str = ""
-    format: Literal["auto", "alpaca", "sharegpt"] = "auto"
-    dataset: str | None = None
-    cutoff_len: int = 1024
-    cutoff_policy: Literal["truncate", "drop"] = "truncate"
-    max_samples: int | None = None
-    val_size: float = 0.0
-    eval_path: str | None = None
-    dedupe: Literal["none", "exact", "normalized"] = "none"
-    train_on: Literal["assistant", "last", "all"] = "assistant"
-    seed: int = 42
-    mix_strategy: Literal["concat", "interleave_under", "interleave_over"] = "concat"
-    interleave_probs: list[float] = field(default_factory=list)
-    ignore_columns: list[str] = field(default_factory=list)
-    chat_template: str = ""
+    path: str = setting("", "required: a .jsonl/.json/.csv/.parquet file or a dir with a dataset_info.json",
+                        detail="Records in Alpaca or ShareGPT format (see format); with a LLaMA-Factory directory, "
+                               "dataset names its entries.")
+    format: Literal["auto", "alpaca", "sharegpt"] = setting(
+        "auto", "auto detects Alpaca or ShareGPT per file; force one if detection guesses wrong")
+    dataset: str | None = setting(
+        None, "key(s) in dataset_info.json when path is a directory (several: comma-separated)",
+        detail="Several keys are mixed by mix_strategy.")
+    cutoff_len: int = setting(1024, "maximum tokens per sample (longer ones: see cutoff_policy)")
+    cutoff_policy: Literal["truncate", "drop"] = setting(
+        "truncate", "truncate samples longer than cutoff_len, or drop them")
+    max_samples: int | None = setting(None, "the first N records of each dataset, before mixing (empty = all)")
+    val_size: float = setting(
+        0.0, "held out for evaluation: a ratio (0.1) or a number of conversations (20)",
+        detail="Below 1 a ratio, from 1 up a whole number of conversations; 0 = no evaluation split.")
+    eval_path: str | None = setting(None, "a separate evaluation file (instead of val_size)")
+    dedupe: Literal["none", "exact", "normalized"] = setting(
+        "none", "drop duplicate conversations: exact, normalized (case/space-insensitive) or none")
+    train_on: Literal["assistant", "last", "all"] = setting(
+        "assistant", "which tokens are trained: every assistant turn, only the last one, or all tokens")
+    seed: int = setting(42, "seed for the train/eval split and shuffling")
+    mix_strategy: Literal["concat", "interleave_under", "interleave_over"] = setting(
+        "concat", "how several datasets are mixed: one after the other, or interleaved",
+        detail="concat: one after the other; interleave_under: alternate (or draw by interleave_probs) until the "
+               "first dataset runs out; interleave_over: until every dataset has been used once, repeating the "
+               "shorter ones.")
+    interleave_probs: list[float] = setting(
+        help="one probability per dataset for interleaving, adding up to 1 (empty = in turn)", default_factory=list)
+    ignore_columns: list[str] = setting(
+        help="columns training may leave out (tools, images, id ...); see `airlock data check`",
+        default_factory=list,
+        detail="Any other dataset column or record key Airlock does not train on stops training.")
+    chat_template: str = setting(
+        "", "the chat template: empty = the model's own, a catalog model id, or a .jinja file",
+        detail="A catalog model id means that installed model's template; a Jinja file ends in .jinja or .j2.")
 
     def validate(self) -> None:
         if not str(self.path):

@@ -8,13 +8,14 @@ paths given with `--set` are relative to the current directory, as on any comman
 """
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from .. import schema
 from ..data import DataConfig
 from ..errors import AirlockError
+from ..schema import setting
 from .distributed_config import DistributedConfig
 from .preference import PREF_LOSSES, Preference
 
@@ -24,62 +25,77 @@ SCHEDULERS = Literal["linear", "cosine", "constant", "constant_with_warmup", "co
 
 @dataclass
 class TrainConfig:
-    """One fine-tuning run: supervised (stage sft) or preference optimization (stage dpo).
+    """One fine-tuning run: supervised (stage sft) or preference optimization (stage dpo) of a base model, with
+    its data (the `data:` section) and, optionally, several processes or hosts (the `distributed:` section).
 
-    model: a repo id in the local HF cache, a local model directory, or a catalog id; empty = the catalog default.
-    method: lora (adapters on a frozen base), qlora (adapters on a 4-bit base), full (every weight).
-    quantization_type, double_quantization: QLoRA's 4-bit format (nf4 or fp4) and whether the quantization
-      constants are quantized too (saves ~0.4 bit a weight); bitsandbytes' options, LLaMA-Factory's names.
-    lora_target: module names, or ["all-linear"]; empty = the catalog card's targets (all-linear off-catalog).
-    dtype: compute precision. fp16 needs a GPU; bf16 runs on CPU too (mixed precision).
-    num_train_epochs is used unless max_steps is set.
-    padding_free: a batch is its samples laid end to end with position ids (no pad tokens, no cross-attention
-      between them); packing additionally fills rows up to cutoff_len from several samples.
-    early_stopping_patience: stop after this many evaluations without a better eval loss (needs eval data).
-    num_threads: torch CPU threads; empty = every core this process may use.
-    pref_beta, pref_loss, adapter: DPO only (LLaMA-Factory's names). beta: how far the policy may move from the
-      reference; pref_loss: the loss (sigmoid = DPO, ipo, hinge, ...); adapter: an SFT job id or adapter directory
-      to start from (it is also the reference), empty = a fresh LoRA on the base.
-    distributed: several processes (GPUs, hosts) training together; see appliance/train/distributed_config.py.
-      per_device_train_batch_size is per process: the global batch is it x gradient_accumulation_steps x ranks.
+    Each key's help is in its field's metadata (schema.setting): `airlock train --keys`, the TUI's hints and
+    docs/config.md are read from there. Names follow LLaMA-Factory's where it has the setting.
     """
 
-    data: DataConfig
-    model: str = ""
-    stage: Literal["sft", "dpo"] = "sft"
-    method: Literal["lora", "qlora", "full"] = "lora"
-    quantization_type: Literal["nf4", "fp4"] = "nf4"
-    double_quantization: bool = True
-    lora_rank: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.05
-    lora_target: list[str] = field(default_factory=list)
-    learning_rate: float = 2e-4
-    num_train_epochs: float = 3.0
-    max_steps: int | None = None
-    max_grad_norm: float = 1.0
-    weight_decay: float = 0.0
-    dtype: Literal["fp32", "fp16", "bf16"] = "fp32"
-    per_device_train_batch_size: int = 8
-    per_device_eval_batch_size: int = 8
-    gradient_accumulation_steps: int = 1
-    lr_scheduler_type: SCHEDULERS = "cosine"
-    warmup_ratio: float = 0.0
-    warmup_steps: int = 0
-    eval_steps: int | None = None
-    early_stopping_patience: int | None = None
-    save_steps: int = 50
-    save_total_limit: int = 2
-    logging_steps: int = 5
-    seed: int = 42
-    packing: bool = False
-    padding_free: bool = True
-    gradient_checkpointing: bool = False
-    num_threads: int | None = None
-    pref_beta: float = 0.1
-    pref_loss: PREF_LOSSES = "sigmoid"
-    adapter: str = ""
-    distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    data: DataConfig = setting(help="the dataset and how it is shaped before training (the data: section)")
+    model: str = setting("", "base model: HF-cache repo id, model directory or catalog id (empty = default)",
+                         detail="A repo id must already be in the local Hugging Face cache; empty = the catalog's "
+                                "default model.")
+    stage: Literal["sft", "dpo"] = setting(
+        "sft", "sft: supervised fine-tuning; dpo: preference tuning on chosen/rejected pairs")
+    method: Literal["lora", "qlora", "full"] = setting(
+        "lora", "lora: adapters on a frozen base; qlora: on a 4-bit base; full: every weight",
+        detail="qlora needs the least memory (quantization_type, double_quantization set its 4-bit format).")
+    quantization_type: Literal["nf4", "fp4"] = setting(
+        "nf4", "QLoRA's 4-bit format (method qlora only)",
+        detail="bitsandbytes' option, under LLaMA-Factory's name.")
+    double_quantization: bool = setting(
+        True, "QLoRA: quantize the quantization constants too (saves ~0.4 bit a weight)")
+    lora_rank: int = setting(8, "LoRA rank r: adapter size (8-64 typical; higher learns more, costs more)")
+    lora_alpha: int = setting(16, "LoRA scaling alpha (often 2 x rank)")
+    lora_dropout: float = setting(0.05, "dropout on the LoRA path, in [0, 1)")
+    lora_target: list[str] = setting(
+        help="modules to adapt, comma-separated, or all-linear (empty = the card's targets)", default_factory=list,
+        detail="The card is the model's catalog card; a model not in the catalog gets all-linear. all-linear "
+               "cannot be combined with module names.")
+    learning_rate: float = setting(2e-4, "peak learning rate: 1e-4..1e-3 for LoRA, 1e-5..1e-4 for full fine-tuning")
+    num_train_epochs: float = setting(3.0, "passes over the data (used when max_steps is empty)")
+    max_steps: int | None = setting(None, "stop after this many optimizer steps (empty = run num_train_epochs)")
+    max_grad_norm: float = setting(1.0, "gradient clipping norm (> 0)")
+    weight_decay: float = setting(0.0, "AdamW weight decay (>= 0)")
+    dtype: Literal["fp32", "fp16", "bf16"] = setting(
+        "fp32", "compute precision: fp32 everywhere, bf16 (CPU or recent GPU), fp16 (GPU only)",
+        detail="bf16 and fp16 are mixed precision: trained weights stay fp32 (with lora the frozen base is held "
+               "in the lower precision).")
+    per_device_train_batch_size: int = setting(
+        8, "training samples per step in each process",
+        detail="The global batch is per_device_train_batch_size x gradient_accumulation_steps x ranks "
+               "(distributed.nproc_per_node x distributed.nnodes).")
+    per_device_eval_batch_size: int = setting(8, "samples per evaluation batch in each process")
+    gradient_accumulation_steps: int = setting(
+        1, "steps accumulated before an update (global batch = batch x this x ranks)")
+    lr_scheduler_type: SCHEDULERS = setting("cosine", "how the learning rate changes over the run")
+    warmup_ratio: float = setting(0.0, "share of steps spent warming the learning rate up, in [0, 1)")
+    warmup_steps: int = setting(0, "warm-up steps (overrides warmup_ratio when > 0)")
+    eval_steps: int | None = setting(None, "evaluate every N steps (needs val_size or eval_path; empty = at the end)")
+    early_stopping_patience: int | None = setting(
+        None, "stop after N evaluations without a better eval loss (needs eval data)")
+    save_steps: int = setting(50, "save a resumable checkpoint every N steps")
+    save_total_limit: int = setting(2, "keep only the last N checkpoints")
+    logging_steps: int = setting(5, "write a metrics line (loss, tokens/s, ETA) every N steps")
+    seed: int = setting(42, "random seed of the run")
+    packing: bool = setting(False, "fill each row up to data.cutoff_len with several samples")
+    padding_free: bool = setting(
+        True, "lay samples end to end without pad tokens (faster; no cross-talk)",
+        detail="A batch is its samples laid end to end with position ids: no pad tokens and no attention between "
+               "samples. packing additionally fills rows up to data.cutoff_len from several samples.")
+    gradient_checkpointing: bool = setting(
+        False, "recompute activations in the backward pass: less memory, ~30% slower")
+    num_threads: int | None = setting(None, "CPU threads for torch (empty = every core this process may use)")
+    pref_beta: float = setting(0.1, "DPO: how far the policy may move from the reference model")
+    pref_loss: PREF_LOSSES = setting("sigmoid", "DPO: the preference loss (sigmoid = DPO, ipo, hinge, ...)")
+    adapter: str = setting(
+        "", "DPO: an SFT job id or adapter directory to start from (empty = a fresh LoRA)",
+        detail="The starting adapter is also the reference model. Stage dpo only.")
+    distributed: DistributedConfig = setting(
+        help="several processes (GPUs, hosts) training together (the distributed: section)",
+        default_factory=DistributedConfig,
+        detail="With the defaults (one process) nothing in it is used. See docs/distributed.md.")
 
     def validate(self) -> None:
         positive = ["lora_rank", "lora_alpha", "per_device_train_batch_size", "per_device_eval_batch_size",

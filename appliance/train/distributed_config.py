@@ -1,22 +1,23 @@
 """The `distributed:` section of a training config: how many processes train together, where they meet, and how
 the model is split across them. Light to import (no torch); the launcher is appliance/train/distributed.py.
 
-    distributed:
-      nproc_per_node: 8          # processes (GPUs) on each host
-      nnodes: 2                  # hosts; each runs `airlock train CONFIG --node-rank N --master-addr HOST`
-      master_addr: 10.0.0.1      # the host of node rank 0, where the ranks meet (rendezvous)
-      strategy: fsdp             # ddp (a full copy per rank) | fsdp | deepspeed (weights, grads, optimizer split)
+    distributed:                 # 2 hosts x 8 GPUs; each host runs `airlock train CONFIG --node-rank N`
+      nproc_per_node: 8
+      nnodes: 2
+      master_addr: 10.0.0.1
+      strategy: fsdp
       fsdp: {sharding: full_shard}
-      allow: [10.0.0.0/24]       # the site's own addresses the offline guard lets the ranks reach
+      allow: [10.0.0.0/24]
 
-With the defaults (one process) nothing here is used. Every key is checked; a key set for a strategy that is not
-chosen (fsdp settings with strategy ddp) is an error, never ignored.
+Each key's help is in its field (docs/config.md lists them); validate() checks every key, and settings of a
+strategy that is not chosen are an error.
 """
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Literal
 
 from ..errors import AirlockError
+from ..schema import setting
 
 STRATEGIES = ("ddp", "fsdp", "deepspeed")
 DEEPSPEED_PRESETS = ("zero2", "zero3")
@@ -25,39 +26,44 @@ DEFAULT_MULTINODE_PORT = 29500  # torchrun's default, so a site's firewall rule 
 
 @dataclass
 class FsdpSettings:
-    """FSDP (strategy fsdp, PyTorch's FSDP2). sharding: full_shard splits weights, gradients and optimizer states
-    (like ZeRO-3: least memory, weights gathered again for the backward pass); shard_grad_op keeps the gathered
-    weights from the forward pass to the backward (like ZeRO-2: faster, more memory). offload_params: keep shards in CPU memory (slower, fits more). wrap: the layer classes sharded
-    as units (empty = the model's decoder layers). activation_checkpointing: recompute activations in the
-    backward pass (less memory, about a third more compute)."""
+    """PyTorch's FSDP2 (strategy fsdp): how weights, gradients and optimizer states are split across the ranks.
+    Each key's help is in its field's metadata (schema.setting; docs/config.md)."""
 
-    sharding: Literal["full_shard", "shard_grad_op"] = "full_shard"
-    offload_params: bool = False
-    wrap: list[str] = field(default_factory=list)
-    activation_checkpointing: bool = False
+    sharding: Literal["full_shard", "shard_grad_op"] = setting(
+        "full_shard", "full_shard splits weights too (least memory); shard_grad_op grads+optimizer",
+        detail="full_shard is like ZeRO-3 (weights gathered again for the backward pass); shard_grad_op, like "
+               "ZeRO-2, keeps the gathered weights from the forward pass to the backward (faster, more memory).")
+    offload_params: bool = setting(False, "keep FSDP shards in CPU memory: fits more, runs slower")
+    wrap: list[str] = setting(help="layer classes sharded as units (empty = the model's decoder layers)",
+                              default_factory=list)
+    activation_checkpointing: bool = setting(
+        False, "recompute activations in the backward pass: less memory, ~1/3 more compute")
 
 
 @dataclass
 class DistributedConfig:
-    """nproc_per_node: processes on this host (one per GPU; on CPU, ranks share the cores).
-    nnodes / node_rank: hosts in the run and this host's place (0 = the host at master_addr).
-    master_addr / master_port: where the ranks meet; empty port = a free one on a single host, 29500 across hosts.
-    backend: auto = nccl on GPUs, gloo on CPU. strategy: ddp | fsdp | deepspeed. fsdp: see FsdpSettings.
-    deepspeed: zero2 | zero3 | a DeepSpeed JSON file (strategy deepspeed only; empty = zero2).
-    timeout_s: how long a rank waits for the others in a collective before the run fails (never a hang).
-    allow: addresses or networks (CIDR) of the site's other hosts that ranks may connect to."""
+    """Several processes training one model: how many on each host, how many hosts, where they meet, how the
+    model is split. Each key's help is in its field's metadata (schema.setting; docs/config.md)."""
 
-    nproc_per_node: int = 1
-    nnodes: int = 1
-    node_rank: int = 0
-    master_addr: str = "127.0.0.1"
-    master_port: int | None = None
-    backend: Literal["auto", "gloo", "nccl"] = "auto"
-    strategy: Literal["ddp", "fsdp", "deepspeed"] = "ddp"
-    fsdp: FsdpSettings = field(default_factory=FsdpSettings)
-    deepspeed: str = ""
-    timeout_s: int = 600
-    allow: list[str] = field(default_factory=list)
+    nproc_per_node: int = setting(1, "processes (ranks) on this host: one per GPU (on CPU they share the cores)")
+    nnodes: int = setting(1, "hosts in the run (each runs the same config with its own node_rank)")
+    node_rank: int = setting(0, "this host's number, 0..nnodes-1; 0 is the host at master_addr")
+    master_addr: str = setting("127.0.0.1", "address of the node-rank-0 host, where the ranks meet (rendezvous)")
+    master_port: int | None = setting(None, "rendezvous port (empty = a free one on one host, 29500 across hosts)")
+    backend: Literal["auto", "gloo", "nccl"] = setting("auto", "collective backend; auto = nccl on GPUs, gloo on CPU")
+    strategy: Literal["ddp", "fsdp", "deepspeed"] = setting(
+        "ddp", "ddp: a full copy per rank (fastest); fsdp, deepspeed: split it to fit more",
+        detail="fsdp and deepspeed split weights, gradients and optimizer states across the ranks; "
+               "settings of a strategy that is not chosen are an error, never ignored.")
+    fsdp: FsdpSettings = setting(help="FSDP settings (strategy fsdp only)", default_factory=FsdpSettings)
+    deepspeed: str = setting(
+        "", "zero2, zero3 or a DeepSpeed JSON file (strategy deepspeed only; empty = zero2)",
+        detail="DeepSpeed needs CUDA GPUs.")
+    timeout_s: int = setting(600, "seconds a rank waits for the others before the run fails (never a hang)",
+                             detail="At least 10; the default leaves room for a slow checkpoint.")
+    allow: list[str] = setting(
+        help="site addresses/networks the ranks may reach besides master_addr (offline guard)", default_factory=list,
+        detail="Addresses, CIDR networks or host names of the site's other hosts.")
 
     @property
     def world_size(self) -> int:

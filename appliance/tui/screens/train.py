@@ -25,67 +25,6 @@ ORDER = ["model", "method", "stage", "data.path", "data.dataset", "data.format",
          "learning_rate", "lora_rank", "lora_alpha", "lora_dropout", "lora_target", "per_device_train_batch_size",
          "gradient_accumulation_steps", "data.cutoff_len", "data.val_size", "dtype"]
 
-HELP = {
-    "model": "base model: a repo id in the local HF cache, a model directory or a catalog id (empty = catalog default)",
-    "method": "lora: adapters on a frozen base; qlora: adapters on a 4-bit base (least memory); full: every weight",
-    "stage": "sft: supervised fine-tuning on conversations; dpo: preference tuning on chosen/rejected pairs",
-    "data.path": "a .jsonl/.json/.csv/.parquet file or a LLaMA-Factory data dir (Ctrl+B browses)",
-    "data.dataset": "the key in dataset_info.json when data.path is a directory (comma-separated keys concatenate)",
-    "data.format": "auto detects Alpaca or ShareGPT per file; force one if detection guesses wrong",
-    "max_steps": "stop after this many optimizer steps (empty = run num_train_epochs)",
-    "num_train_epochs": "passes over the data (used when max_steps is empty)",
-    "learning_rate": "peak learning rate: 1e-4..1e-3 for LoRA, 1e-5..1e-4 for full fine-tuning",
-    "lora_rank": "LoRA rank r: adapter size (8-64 typical; higher learns more, costs more)",
-    "lora_alpha": "LoRA scaling alpha (often 2 x rank)",
-    "lora_dropout": "dropout on the LoRA path, in [0, 1)",
-    "lora_target": "modules to adapt, comma-separated, or all-linear (empty = the catalog card's targets)",
-    "per_device_train_batch_size": "samples per step per device",
-    "per_device_eval_batch_size": "samples per evaluation batch",
-    "gradient_accumulation_steps": "steps to accumulate before an update (effective batch = batch x this)",
-    "data.cutoff_len": "maximum tokens per sample",
-    "data.cutoff_policy": "truncate long samples, or drop them",
-    "data.val_size": "held-out share for evaluation: a ratio (0.1) or a count (20)",
-    "data.eval_path": "a separate evaluation file (instead of val_size)",
-    "data.max_samples": "the first N samples of each dataset, before mixing (empty = all)",
-    "data.dedupe": "drop duplicate conversations: exact, normalized (case/space-insensitive) or none",
-    "data.train_on": "which tokens are trained: every assistant turn, only the last one, or all tokens",
-    "data.seed": "seed for the train/eval split and shuffling",
-    "data.mix_strategy": "several datasets: concat, or interleave until the first (under) / every one (over) is used",
-    "data.interleave_probs": "one probability per dataset for interleaving, adding up to 1 (empty = in turn)",
-    "data.ignore_columns": "columns training may leave out (tools, images, id ...); `airlock data check` lists them",
-    "data.chat_template": "empty = the model's own; or a catalog model id, or a .jinja file",
-    "dtype": "compute precision: fp32 everywhere, bf16 (CPU or recent GPU), fp16 (GPU only)",
-    "max_grad_norm": "gradient clipping norm (> 0)",
-    "weight_decay": "AdamW weight decay (>= 0)",
-    "lr_scheduler_type": "how the learning rate changes over the run",
-    "warmup_ratio": "share of steps spent warming the learning rate up, in [0, 1)",
-    "warmup_steps": "warm-up steps (overrides warmup_ratio when > 0)",
-    "eval_steps": "evaluate every N steps (needs val_size or eval_path; empty = at the end)",
-    "early_stopping_patience": "stop after N evaluations without a better eval loss (needs eval data)",
-    "save_steps": "save a resumable checkpoint every N steps",
-    "save_total_limit": "keep only the last N checkpoints",
-    "logging_steps": "write a metrics line (loss, tokens/s, ETA) every N steps",
-    "seed": "random seed of the run",
-    "packing": "fill each row up to cutoff_len with several samples",
-    "padding_free": "lay samples end to end without pad tokens (faster; no cross-talk)",
-    "gradient_checkpointing": "recompute activations in the backward pass: less memory, ~30% slower",
-    "num_threads": "CPU threads for torch (empty = every core this process may use)",
-    "distributed.nproc_per_node": "ranks on this host: one per GPU (on CPU they share the cores)",
-    "distributed.nnodes": "hosts in the run (each runs the same config with its own node_rank)",
-    "distributed.node_rank": "this host's number, 0..nnodes-1; 0 is the master host",
-    "distributed.master_addr": "address of the node-rank-0 host, where the ranks meet",
-    "distributed.master_port": "rendezvous port (empty = a free one on one host, 29500 across hosts)",
-    "distributed.backend": "auto: nccl on GPUs, gloo on CPU",
-    "distributed.strategy": "ddp: a full copy per rank (fastest); fsdp/deepspeed: split states to fit bigger models",
-    "distributed.fsdp.sharding": "full_shard splits weights too (least memory); shard_grad_op only grads+optimizer",
-    "distributed.fsdp.offload_params": "keep FSDP shards in CPU memory: fits more, runs slower",
-    "distributed.fsdp.wrap": "layer classes sharded as units (empty = the model's decoder layers)",
-    "distributed.fsdp.activation_checkpointing": "recompute activations: much less memory, ~30% more compute",
-    "distributed.deepspeed": "zero2, zero3 or a DeepSpeed JSON file (strategy deepspeed; needs CUDA)",
-    "distributed.timeout_s": "seconds a rank waits for the others before the run fails (never a hang)",
-    "distributed.allow": "site addresses/networks the ranks may reach besides master_addr (offline guard)",
-}
-
 
 def error_keys(where: str | None, keys: set[str]) -> list[str]:
     """Form keys named by an AirlockError's `where` ("train form: data: cutoff_len", "lora_target[0]", "a/b")."""
@@ -132,9 +71,11 @@ class TrainScreen(AirlockScreen):
     def __init__(self):
         super().__init__()
         from ...data import DataConfig
+        from ...schema import field_help
         from ...train import TrainConfig
 
-        self.specs = fields_of(TrainConfig, HELP, nested={"data": DataConfig}, order=ORDER)
+        # The hints are the fields' own help (dataclass metadata), the text `airlock train --keys` prints.
+        self.specs = fields_of(TrainConfig, field_help(TrainConfig), nested={"data": DataConfig}, order=ORDER)
         self.keys = {s.key for s in self.specs}
         self.config = None  # the last valid TrainConfig
         self.gpus = []

@@ -1,7 +1,7 @@
 """A settings form generated from a config dataclass: one row per field, the right input for its type, an inline
 error under the field, and the field's help shown while it has focus.
 
-    form = ConfigForm(fields_of(TrainConfig, help=HELP, nested={"data": DataConfig}))
+    form = ConfigForm(fields_of(TrainConfig, help=schema.field_help(TrainConfig), nested={"data": DataConfig}))
     form.mapping()               # {"model": "...", "data": {"path": ...}}: what schema.build validates
     form.show_errors({"learning_rate": "expected a number, got 'abc'"})
 
