@@ -46,7 +46,7 @@ class TrainConfig:
 
     data: DataConfig
     model: str = ""
-    stage: Literal["sft", "dpo"] = "sft"
+    stage: Literal["sft", "dpo", "kto", "pt"] = "sft"
     method: Literal["lora", "qlora", "full"] = "lora"
     quantization_type: Literal["nf4", "fp4"] = "nf4"
     double_quantization: bool = True
@@ -80,6 +80,10 @@ class TrainConfig:
     pref_loss: PREF_LOSSES = "sigmoid"
     adapter: str = ""
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    # Stage kto (its beta is pref_beta; LLaMA-Factory's kto_chosen_weight, kto_rejected_weight): how much the
+    # desirable and the undesirable answers weigh in the loss; raise the scarcer kind's weight.
+    kto_desirable_weight: float = 1.0
+    kto_undesirable_weight: float = 1.0
 
     def validate(self) -> None:
         positive = ["lora_rank", "lora_alpha", "per_device_train_batch_size", "per_device_eval_batch_size",
@@ -113,12 +117,30 @@ class TrainConfig:
         if self.method != "qlora" and (self.quantization_type != "nf4" or not self.double_quantization):
             raise AirlockError(f"quantization_type/double_quantization are QLoRA settings; method is {self.method}",
                                where="quantization_type", fix="set method: qlora, or remove them")
+        if self.stage == "kto":
+            self._check_kto()
+        elif (self.kto_desirable_weight, self.kto_undesirable_weight) != (1.0, 1.0):
+            raise AirlockError(f"kto_desirable_weight/kto_undesirable_weight are KTO settings; stage is {self.stage}",
+                               where="kto_desirable_weight", fix="set stage: kto, or remove them")
         if self.stage == "dpo":
             Preference.of(self)  # pref_beta / pref_loss
             self._check_preference_data()
         elif self.adapter:
             raise AirlockError("adapter (a starting adapter) is only used by stage dpo", where="adapter",
                                fix="remove adapter, or set stage: dpo")
+
+    def _check_kto(self) -> None:
+        if self.pref_beta <= 0:
+            raise AirlockError(f"pref_beta must be positive, got {self.pref_beta}", where="pref_beta",
+                               fix="0.1 is the usual value; larger keeps the model closer to where it started")
+        for name in ("kto_desirable_weight", "kto_undesirable_weight"):
+            if getattr(self, name) <= 0:
+                raise AirlockError(f"{name} must be positive, got {getattr(self, name)}", where=name,
+                                   fix="1.0 weighs both kinds alike; raise the weight of the scarcer kind")
+        if self.per_device_train_batch_size < 2:
+            # KTO's reference point (the KL term) is estimated from the other answers of the same batch.
+            raise AirlockError("stage kto needs at least 2 samples per batch", where="per_device_train_batch_size",
+                               fix="set per_device_train_batch_size to 2 or more (8 is usual)")
 
     def _check_preference_data(self) -> None:
         """Refuse, before any job exists, dataset_info.json entries that are not preference ("ranking") data.
@@ -168,6 +190,8 @@ def _anchor_paths(data: dict, base: Path) -> dict:
 
 
 def from_dict(data: dict, where: str = "config") -> TrainConfig:
+    if isinstance(data, dict) and str(data.get("stage", "")).lower() == "pt" and "packing" not in data:
+        data = {**data, "packing": True}  # stage pt packs rows full of text unless told (LLaMA-Factory does too)
     return schema.build(TrainConfig, data, where=where)
 
 

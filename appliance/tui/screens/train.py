@@ -28,8 +28,9 @@ ORDER = ["model", "method", "stage", "data.path", "data.dataset", "data.format",
 HELP = {
     "model": "base model: a repo id in the local HF cache, a model directory or a catalog id (empty = catalog default)",
     "method": "lora: adapters on a frozen base; qlora: adapters on a 4-bit base (least memory); full: every weight",
-    "stage": "sft: supervised fine-tuning on conversations; dpo: preference tuning on chosen/rejected pairs",
-    "data.path": "a .jsonl/.json/.csv/.parquet file or a LLaMA-Factory data dir (Ctrl+B browses)",
+    "stage": "sft: conversations; pt: raw text (continued pre-training); dpo: chosen/rejected pairs; kto: answers "
+             "labelled good or bad",
+    "data.path": "a .jsonl/.json/.csv/.parquet file (.txt for pt) or a LLaMA-Factory data dir (Ctrl+B browses)",
     "data.dataset": "the key in dataset_info.json when data.path is a directory (comma-separated keys concatenate)",
     "data.format": "auto detects Alpaca or ShareGPT per file; force one if detection guesses wrong",
     "max_steps": "stop after this many optimizer steps (empty = run num_train_epochs)",
@@ -66,7 +67,7 @@ HELP = {
     "save_total_limit": "keep only the last N checkpoints",
     "logging_steps": "write a metrics line (loss, tokens/s, ETA) every N steps",
     "seed": "random seed of the run",
-    "packing": "fill each row up to cutoff_len with several samples",
+    "packing": "fill each row up to cutoff_len with several samples (ticked when stage pt is chosen)",
     "padding_free": "lay samples end to end without pad tokens (faster; no cross-talk)",
     "gradient_checkpointing": "recompute activations in the backward pass: less memory, ~30% slower",
     "num_threads": "CPU threads for torch (empty = every core this process may use)",
@@ -84,6 +85,9 @@ HELP = {
     "distributed.deepspeed": "zero2, zero3 or a DeepSpeed JSON file (strategy deepspeed; needs CUDA)",
     "distributed.timeout_s": "seconds a rank waits for the others before the run fails (never a hang)",
     "distributed.allow": "site addresses/networks the ranks may reach besides master_addr (offline guard)",
+    "pref_beta": "dpo/kto: how far the model may move from where it started (0.1 usual; larger = closer)",
+    "kto_desirable_weight": "kto: weight of the desirable answers in the loss (raise it when they are scarcer)",
+    "kto_undesirable_weight": "kto: weight of the undesirable answers in the loss (raise it when they are scarcer)",
 }
 
 
@@ -137,6 +141,7 @@ class TrainScreen(AirlockScreen):
         self.specs = fields_of(TrainConfig, HELP, nested={"data": DataConfig}, order=ORDER)
         self.keys = {s.key for s in self.specs}
         self.config = None  # the last valid TrainConfig
+        self.stage_shown = "sft"  # the stage whose packing default the form shows
         self.gpus = []
 
     def body(self) -> ComposeResult:
@@ -211,6 +216,12 @@ class TrainScreen(AirlockScreen):
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id == "device":
             self._show_memory()
+        elif event.select.id == "f-stage" and event.value != self.stage_shown:
+            # A stage picked here brings its packing default (on for pt), as a config file without packing does; a
+            # loaded config's own packing stays (action_load records its stage first).
+            self.stage_shown = event.value
+            self.query_one(ConfigForm).set_values({"packing": event.value == "pt"})
+            self.validate()
 
     def validate(self):
         from ...train import from_dict, preflight
@@ -346,6 +357,7 @@ class TrainScreen(AirlockScreen):
             except AirlockError as exc:
                 self.fail(exc, "loading the config")
                 return
+            self.stage_shown = cfg.stage
             self.query_one(ConfigForm).set_values(cfg.to_dict())
             self.query_one("#save-path", Input).value = str(path)
             self.validate()
