@@ -80,7 +80,7 @@ def test_unread_columns_are_counted_per_dataset(lf_data):
     assert warning.field == "images" and "2 of 2 record(s) carry it" in warning.message
     assert "text-only" in warning.message and "data.ignore_columns" in warning.fix
     [kto] = scan(lf_data, dataset="kto").warnings
-    assert "column 'kto_tag' (key 'label')" in kto.message and "stage kto is not offered" in kto.message
+    assert "column 'kto_tag' (key 'label')" in kto.message and "read by stage kto only" in kto.message
 
 
 def test_tool_turns_are_refused_naming_the_cause(lf_data):

@@ -211,8 +211,13 @@ def utf16(d):
     return at(write(d / "train.jsonl", jsonl(OK).encode("utf-16")))
 
 
-@case("unsupported file type '.txt'", fix="use .jsonl")
+@case("unsupported file type '.tsv'", fix="use .jsonl")
 def unsupported_extension(d):
+    return at(write(d / "train.tsv", jsonl(OK)))
+
+
+@case("a .txt file is raw text (pre-training data)", fix="stage: pt")
+def text_file_for_sft(d):
     return at(write(d / "train.txt", jsonl(OK)))
 
 

@@ -136,7 +136,7 @@ def test_written_config_runs_through_the_train_config_loader(project, run_offlin
     ("template: alpaca", "template 'alpaca' cannot be used: the Alpaca"),
     ("template: no_such_template", "template 'no_such_template' cannot be used"),
     ("dataset_dir: ONLINE", "dataset_dir ONLINE downloads datasets from a hub"),
-    ("stage: kto", "stage 'kto' is not offered (KTO is not offered"),
+    ("stage: rm", "stage 'rm' is not offered (reward modelling is not offered"),
 ])
 def test_what_cannot_mean_anything_here_is_an_error(project, line, message):
     key = line.split(":")[0]

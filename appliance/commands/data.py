@@ -3,7 +3,8 @@
 Prints counts, the detected format, every problem (errors and warnings: a column training would leave out is
 one, with the number of records carrying it), token-length percentiles with the model's tokenizer, how many conversations the cutoff affects, duplicates, and one rendered sample with the
 trained tokens marked. Exit 0 when clean (warnings allowed), 1 when there are errors. --json prints the same
-report as JSON (appliance.data.check.CheckReport.to_dict()).
+report as JSON (appliance.data.check.CheckReport.to_dict()). --stage reads the data as that training stage does:
+pt as pre-training documents (.txt files, "text" records), kto with KTO's desirable/undesirable label.
 """
 
 import sys
@@ -16,7 +17,8 @@ def register(sub) -> None:
     p = sub.add_parser("data", help="check datasets (Alpaca, ShareGPT, LLaMA-Factory dataset_info.json)")
     data_sub = p.add_subparsers(title="data commands", metavar="COMMAND")
     c = data_sub.add_parser("check", help="validate a dataset and report counts, problems, token lengths, a sample")
-    c.add_argument("path", help="a .jsonl/.json/.csv/.parquet file, or a directory with dataset_info.json")
+    c.add_argument("path", help="a .jsonl/.json/.csv/.parquet file (.txt with --stage pt), or a directory with "
+                                "dataset_info.json")
     c.add_argument("--format", choices=["auto", "alpaca", "sharegpt"], default="auto",
                    help="record format (default: detect)")
     c.add_argument("--dataset", help="key in dataset_info.json (when PATH is a directory)")
@@ -31,6 +33,9 @@ def register(sub) -> None:
     c.add_argument("--ignore-columns", default="", metavar="NAMES",
                    help="comma-separated columns training may leave out (data.ignore_columns): their warnings "
                         "become notes")
+    c.add_argument("--stage", choices=["sft", "dpo", "kto", "pt"], default="sft",
+                   help="read the data as this training stage does (default sft): pt = pre-training text (.txt, "
+                        "\"text\" records), kto = conversations with a kto_tag label")
     c.add_argument("--json", action="store_true", help="print the report as JSON")
     c.set_defaults(func=run_check, offline=True)
     p.set_defaults(func=lambda args: p.print_help() or 0)
@@ -42,7 +47,7 @@ def run_check(args) -> int:
     ignore = [c.strip() for c in args.ignore_columns.split(",") if c.strip()]
     report = check(args.path, format=args.format, dataset=args.dataset, model=args.model,
                    cutoff_len=args.cutoff_len, train_on=args.train_on, chat_template=args.chat_template,
-                   ignore_columns=ignore)
+                   ignore_columns=ignore, stage=getattr(args, "stage", "sft"))  # callers' own Namespaces lack it
     if args.json:
         import json
 
@@ -63,15 +68,20 @@ def print_report(report, out=None) -> None:
     say(Text(f"dataset: {report.path}"))
     formats = ", ".join(f"{f} ({fmt})" for f, fmt in report.file_formats.items())
     say(Text(f"format: {report.format}" + (f"  [{formats}]" if len(report.file_formats) > 1 else "")))
-    say(f"records: {report.records}  conversations: {report.conversations}  turns: {report.turns}")
+    documents = report.format == "text"  # stage pt: documents, not conversations
+    unit = "document(s)" if documents else "conversation(s)"
+    if documents:
+        say(f"records: {report.records}  documents: {report.conversations}")
+    else:
+        say(f"records: {report.records}  conversations: {report.conversations}  turns: {report.turns}")
     say(f"duplicates: {report.duplicates['exact']} exact, {report.duplicates['normalized']} after normalizing "
         "(removed only with dedupe=exact|normalized)")
     if report.token_stats:
         s = report.token_stats
         say(Text(f"tokens ({report.model}): p50 {s['p50']}  p90 {s['p90']}  p99 {s['p99']}  max {s['max']}  "
                  f"total {s['total']}  trained {report.trained_tokens}"))
-        say(f"cutoff {report.cutoff_len}: {report.over_cutoff} conversation(s) longer "
-            "(truncated, or dropped with cutoff_policy=drop)")
+        say(f"cutoff {report.cutoff_len}: {report.over_cutoff} {unit} longer ("
+            + ("split into rows" if documents else "truncated") + ", or dropped with cutoff_policy=drop)")
     for note in report.notes:
         say(Text(f"note: {note}"))
     errors, warnings = report.errors, report.warnings

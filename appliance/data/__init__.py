@@ -4,7 +4,8 @@
 
 Public API (the contract other parts use):
     DataConfig, load_conversations(path, format, dataset) -> Loaded, Conversation, DataError,
-    render(conversation, tokenizer, train_on) -> (input_ids, labels), prepare(cfg, tokenizer) -> Prepared.
+    render(conversation, tokenizer, train_on) -> (input_ids, labels), prepare(cfg, tokenizer, stage) -> Prepared.
+Stage pt reads documents rather than conversations: appliance.data.pretrain.
 """
 
 from .config import DataConfig

@@ -8,6 +8,8 @@ It never raises for bad data (problems are in the report); it raises AirlockErro
 as a --model that is not installed. A model without a chat template (and no chat_template given) is an error in
 the report: training could not render the data. Columns no format reads are warnings (appliance/data/columns.py);
 those named in `ignore_columns` become notes, as training with data.ignore_columns would leave them out.
+`stage` reads the data as that training stage would: pt as documents (no chat template; every token trained, an
+EOS after each), kto with KTO's label (the note counts desirable and undesirable answers).
 """
 
 import copy
@@ -15,8 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import AirlockError
-from . import clean, template
-from .load import scan
+from . import clean, pretrain, template
 from .problems import Problem
 from .render import IGNORE, render, segments
 
@@ -83,20 +84,23 @@ class CheckReport:
 
 def check(path, format: str = "auto", dataset: str | None = None, model: str | None = None,
           cutoff_len: int = 1024, train_on: str = "assistant", tokenizer=None, chat_template: str = "",
-          ignore_columns=()) -> CheckReport:
+          ignore_columns=(), stage: str = "sft") -> CheckReport:
     """Validate, count and (with a tokenizer) measure a dataset. `model`: a path or cached repo id; None = the
     catalog's default model if it is installed (no token statistics otherwise, with a note). `chat_template`:
     as data.chat_template (empty = the model's own)."""
-    loaded = scan(path, format, dataset)
+    loaded = pretrain.scan_for_stage(stage, path, format, dataset)
     convs = loaded.conversations
     report = CheckReport(
         path=str(path), format=loaded.format, files=[str(f) for f in loaded.files],
         file_formats=loaded.file_formats, records=loaded.records, conversations=len(convs),
-        turns=sum(c.turns for c in convs), sha256=loaded.sha256, problems=loaded.problems,
+        turns=0 if stage == "pt" else sum(c.turns for c in convs), sha256=loaded.sha256, problems=loaded.problems,
         duplicates={mode: len(clean.duplicates(convs, mode)) for mode in ("exact", "normalized")},
         cutoff_len=cutoff_len,
     )
     _accept_ignored(report, loaded.unused, ignore_columns)
+    if stage == "kto" and convs:
+        good = sum(1 for c in convs if c.kto_tag)
+        report.notes.append(f"KTO labels: {good} desirable, {len(convs) - good} undesirable answer(s)")
     try:
         text, what = template.resolve(chat_template)
     except AirlockError as exc:
@@ -110,6 +114,8 @@ def check(path, format: str = "auto", dataset: str | None = None, model: str | N
         report.model = str(getattr(tokenizer, "name_or_path", "") or "given tokenizer")
     if tokenizer is None:
         return report
+    if stage == "pt":
+        return _document_stats(report, convs, tokenizer)
     if text is not None:
         tokenizer = copy.copy(tokenizer)  # the caller's tokenizer keeps its own template
         tokenizer.chat_template = text
@@ -134,6 +140,23 @@ def check(path, format: str = "auto", dataset: str | None = None, model: str | N
     report.token_stats = stats(lengths)
     report.trained_tokens = trained
     report.over_cutoff = sum(1 for n in lengths if n > cutoff_len)
+    return report
+
+
+def _document_stats(report: CheckReport, documents, tokenizer) -> CheckReport:
+    """Token statistics of pre-training documents: every token is trained, an EOS ends each document."""
+    try:
+        lengths = [len(pretrain.document_ids(doc.text, tokenizer)) for doc in documents]
+    except AirlockError as exc:
+        report.notes.append(f"no token statistics: {exc.message}")
+        return report
+    report.notes.append("read as pre-training documents (stage pt): no chat template, every token trained, an EOS "
+                        "after each; a document over cutoff_len is split into rows of cutoff_len")
+    report.sample = [(documents[0].text + (tokenizer.eos_token or ""), True)]
+    report.sample_source = documents[0].source
+    report.token_stats = stats(lengths)
+    report.trained_tokens = sum(lengths)
+    report.over_cutoff = sum(1 for n in lengths if n > report.cutoff_len)
     return report
 
 

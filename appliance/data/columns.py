@@ -1,10 +1,11 @@
 """Dataset columns training does not read: each one counted and named, and training refused until it is accepted.
 
-LLaMA-Factory's dataset_info.json can declare columns Airlock does not train on (tools, images, videos, audios,
-kto_tag), and records often carry keys no format reads (an "id", a "source", a message's "weight"). Nothing is
-dropped in silence: while loading, `Tally` counts the records that carry a value in each such column;
-`airlock data check` prints one warning per column (how many records, why, what to do), and `refuse_unused`
-stops training unless data.ignore_columns names the column, so leaving it out is a decision someone made.
+LLaMA-Factory's dataset_info.json can declare columns Airlock does not train on (tools, images, videos, audios;
+kto_tag outside stage kto), and records often carry keys no format reads (an "id", a "source", a message's
+"weight"). Nothing is dropped in silence: while loading, `Tally` counts the records that carry a value in each
+such column; `airlock data check` prints one warning per column (how many records, why, what to do), and
+`refuse_unused` stops training unless data.ignore_columns names the column, so leaving it out is a decision
+someone made.
 
 The tables below (LLaMA-Factory's dataset_info.json entry keys, columns and tags, each with what Airlock does with
 it) are also the source of docs/llamafactory.md.
@@ -22,7 +23,8 @@ MEDIA = ("Airlock trains text-only models: the media would be left out, and plac
 
 # dataset_info.json "columns": LLaMA-Factory name -> (status, what Airlock does with it)
 COLUMNS = {
-    "prompt": ("supported", "alpaca: the instruction, the user's turn"),
+    "prompt": ("supported", "alpaca: the instruction, the user's turn; stage pt: the document's text (LLaMA-Factory's "
+                            "pre-training datasets map it: prompt: text)"),
     "query": ("supported", "alpaca: added to the instruction on a new line"),
     "response": ("supported", "alpaca: the answer"),
     "history": ("supported", "alpaca: earlier [question, answer] pairs (read as \"history\" even when unmapped)"),
@@ -34,8 +36,13 @@ COLUMNS = {
     "images": ("refused", MEDIA),
     "videos": ("refused", MEDIA),
     "audios": ("refused", MEDIA),
-    "kto_tag": ("refused", "KTO's good/bad label: stage kto is not offered (use chosen/rejected pairs with "
-                          "stage dpo)"),
+    "kto_tag": ("supported", "stage kto: true marks the final answer desirable, false undesirable; any other stage "
+                            "refuses a dataset carrying it unless data.ignore_columns names it"),
+}
+# Columns only some stages read: name -> why another stage must not leave it out unasked
+STAGE_ONLY = {
+    "kto_tag": "KTO's desirable/undesirable label, read by stage kto only: another stage would train the undesirable "
+               "answers as if they were good ones",
 }
 REFUSED_COLUMNS = tuple(k for k, (status, _) in COLUMNS.items() if status == "refused")
 
@@ -57,9 +64,10 @@ HUB = ("{}; this host is offline: an entry without file_name is an error, and be
 
 # dataset_info.json entry keys: name -> (status, what Airlock does with it)
 ENTRY_KEYS = {
-    "file_name": ("supported", "a file or a folder of files beside dataset_info.json"),
+    "file_name": ("supported", "a file or a folder of files beside dataset_info.json (.txt: raw text, one document "
+                               "a line, for stage pt)"),
     "formatting": ("supported", "alpaca, sharegpt or openai (OpenAI-style role/content messages)"),
-    "ranking": ("supported", "preference pairs for stage dpo"),
+    "ranking": ("supported", "preference pairs for stage dpo (stages pt and kto refuse them)"),
     "columns": ("supported", "see the columns table"),
     "tags": ("supported", "see the tags table"),
     "num_samples": ("supported", "draws N records from the dataset (each once before any repeats, seeded by "
@@ -80,7 +88,7 @@ TODO = {
     "images": "train on the text alone",
     "videos": "train on the text alone",
     "audios": "train on the text alone",
-    "kto_tag": "train the answers as plain SFT without the label, or make chosen/rejected pairs for DPO",
+    "kto_tag": "train with stage: kto, which reads the label; for SFT keep only the desirable records",
 }
 UNKNOWN_TODO = "if it holds training text, map it in dataset_info.json \"columns\"; otherwise nothing is lost"
 
@@ -97,6 +105,8 @@ class Unused:
 
     @property
     def reason(self) -> str:
+        if self.name in STAGE_ONLY:
+            return STAGE_ONLY[self.name]
         known = COLUMNS.get(self.name)
         return known[1] if known and known[0] == "refused" else "no format reads this key"
 
@@ -132,7 +142,7 @@ class Tally:
             if key not in used and carries(value):
                 seen.add((names.get(key, key), key))
         mkey = columns.messages or ("messages" if "messages" in rec else "conversations")
-        if family != "alpaca" and isinstance(rec.get(mkey), list):
+        if family == "sharegpt" and isinstance(rec.get(mkey), list):
             for turn in rec[mkey]:
                 if isinstance(turn, dict):
                     turn_used = _turn_keys(turn, columns)
@@ -156,13 +166,17 @@ class Tally:
 
 
 def _used(rec: dict, family: str, c: Columns) -> set:
-    """The record keys the format reads."""
+    """The record keys the format reads (family "text": a pre-training document, appliance/data/pretrain.py)."""
+    if family == "text":
+        return {c.prompt, c.query}
     if family == "alpaca":
         keys = {c.prompt, c.query, c.response, c.history, c.system}
     else:
         keys = {c.messages or ("messages" if "messages" in rec else "conversations"), c.system}
     if c.ranking:
         keys |= {c.chosen, c.rejected}
+    if c.kto_tag:
+        keys.add(c.kto_tag)
     return keys
 
 

@@ -13,9 +13,9 @@ class DataConfig:
     mixed, what is held out for evaluation, and how conversations become tokens. Each key's help is in its field's
     metadata (schema.setting; docs/config.md)."""
 
-    path: str = setting("", "required: a .jsonl/.json/.csv/.parquet file or a dir with a dataset_info.json",
-                        detail="Records in Alpaca or ShareGPT format (see format); with a LLaMA-Factory directory, "
-                               "dataset names its entries.")
+    path: str = setting("", "required: a .jsonl/.json/.csv/.parquet/.txt file or a dataset_info.json dir",
+                        detail="Records in Alpaca or ShareGPT format (see format), {\"text\"} records or .txt lines "
+                               "for stage pt; with a LLaMA-Factory directory, dataset names its entries.")
     format: Literal["auto", "alpaca", "sharegpt"] = setting(
         "auto", "auto detects Alpaca or ShareGPT per file; force one if detection guesses wrong")
     dataset: str | None = setting(

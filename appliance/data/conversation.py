@@ -12,7 +12,7 @@ class Conversation:
     Preference (ranking) records keep the prompt in `messages` (ending with a user turn) and the two candidate
     replies in `chosen`/`rejected`; `for_sft()` gives the conversation with the chosen reply as the answer.
     `dataset` is the dataset_info.json key it was read under ("" for a plain file): max_samples and mixing work
-    per dataset.
+    per dataset. `kto_tag` is KTO's label of the final answer (True = desirable), read only for stage kto.
     """
 
     messages: list[dict] = field(default_factory=list)
@@ -20,6 +20,7 @@ class Conversation:
     chosen: str | None = None
     rejected: str | None = None
     dataset: str = ""
+    kto_tag: bool | None = None
 
     def for_sft(self) -> list[dict]:
         if self.chosen is not None and (not self.messages or self.messages[-1]["role"] != "assistant"):

@@ -30,7 +30,7 @@ def read_records(path: Path, problems: Problems) -> list[tuple[str, object]]:
         return []
     if ext == ".parquet":
         return _read_parquet(path, problems)
-    text = _decode(path, problems)
+    text = decode(path, problems)
     if text is None:
         return []
     if ext == ".json":
@@ -40,7 +40,8 @@ def read_records(path: Path, problems: Problems) -> list[tuple[str, object]]:
     return _read_jsonl(path, text, problems)
 
 
-def _decode(path: Path, problems: Problems) -> str | None:
+def decode(path: Path, problems: Problems) -> str | None:
+    """The file as text (UTF-8, BOM and CRLF accepted with a warning), or None with an error in `problems`."""
     data = path.read_bytes()
     if not data.strip() or data.strip() == BOM:
         what = "file is empty" if not data or data == BOM else "file holds only whitespace (no records)"

@@ -5,6 +5,7 @@ Formats (as LLaMA-Factory defines them; `Columns` holds its dataset_info.json co
 - sharegpt: {"conversations": [{"from": "human"|"gpt"|"system", "value"}], "system"?}
 - openai:   {"messages": [{"role": "system"|"user"|"assistant", "content"}]} (ShareGPT with other tags)
 Preference data ("ranking") adds "chosen"/"rejected" (alpaca: strings; sharegpt: one message each).
+KTO data (stage kto) adds a boolean label in the `kto_tag` column: true = the final answer is desirable.
 Tool-use turns (function_call, observation, tool, tool_calls) and non-text content are refused with the cause
 named (appliance/data/turns.py); a content list of text parts is joined.
 """
@@ -36,6 +37,7 @@ class Columns:
     messages: str = ""  # "" = "conversations" or "messages", whichever the record has
     chosen: str = "chosen"
     rejected: str = "rejected"
+    kto_tag: str = ""  # the key of KTO's desirable/undesirable label; "" = not read (only stage kto reads it)
     # None = accept both spellings (from/value with human/gpt, role/content with user/assistant)
     tags: dict | None = None
     # What the dataset_info.json entry says beyond the fields read: its key ("" for a plain file), the columns
@@ -201,9 +203,10 @@ def from_alpaca(rec: dict, columns: Columns, problems: Problems, file, where) ->
                                    fix="write the answer or remove the record")
                 else:
                     messages.append({"role": "assistant", "content": answer})
+    desirable = kto_label(rec, c, problems, file, where)
     if len(problems.errors) > before:
         return None
-    return Conversation(messages, source=f"{file}:{where}", chosen=chosen, rejected=rejected)
+    return Conversation(messages, source=f"{file}:{where}", chosen=chosen, rejected=rejected, kto_tag=desirable)
 
 
 def from_sharegpt(rec: dict, columns: Columns, problems: Problems, file, where) -> Conversation | None:
@@ -281,9 +284,26 @@ def from_sharegpt(rec: dict, columns: Columns, problems: Problems, file, where) 
     if c.ranking:
         chosen = _answer(rec.get(c.chosen), c, problems, file, where, c.chosen)
         rejected = _answer(rec.get(c.rejected), c, problems, file, where, c.rejected)
+    desirable = kto_label(rec, c, problems, file, where)
     if len(problems.errors) > before:
         return None
-    return Conversation(messages, source=f"{file}:{where}", chosen=chosen, rejected=rejected)
+    return Conversation(messages, source=f"{file}:{where}", chosen=chosen, rejected=rejected, kto_tag=desirable)
+
+
+def kto_label(rec: dict, c: Columns, problems: Problems, file, where) -> bool | None:
+    """KTO's label of one record (None when the dataset's kto_tag is not read). A CSV cell's "true"/"false" is read
+    as the boolean it spells; anything else is an error, since a wrong guess would train a bad answer as good."""
+    if not c.kto_tag:
+        return None
+    value = rec.get(c.kto_tag)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        value = value.strip().lower() == "true"
+    if isinstance(value, bool):
+        return value
+    what = "missing" if value is None else f"{json_kind(value)} {value!r}, not true or false"
+    problems.error(file, f"KTO label '{c.kto_tag}' is {what}", where, c.kto_tag,
+                   fix=f'set "{c.kto_tag}": true for a desirable answer, false for an undesirable one')
+    return None
 
 
 def _tags(turn: dict, c: Columns) -> tuple[str, str]:

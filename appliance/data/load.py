@@ -6,7 +6,9 @@
 
 `scan()` does the same work but returns the problems instead of raising; `airlock data check` reports from it.
 Columns no format reads are counted per column (appliance/data/columns.py): a warning here, a refusal when
-training unless data.ignore_columns names them.
+training unless data.ignore_columns names them. `stage` says how the run reads the data: KTO's label (kto_tag)
+only for stage kto; text without answers (pre-training data, .txt files) is refused once per file naming stage
+pt, whose documents appliance/data/pretrain.py reads.
 """
 
 import difflib
@@ -25,6 +27,8 @@ from .problems import DataError, Problem, Problems
 
 INFO = "dataset_info.json"
 FAMILY = {"alpaca": "alpaca", "sharegpt": "sharegpt", "openai": "sharegpt"}
+PRETRAIN_FIX = ("train it with stage: pt (continued pre-training: every token is trained, no chat template); "
+                "`airlock data check PATH --stage pt` checks it as such")
 LF_TAGS = {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt",
            "observation_tag": "observation", "function_tag": "function_call", "system_tag": "system"}
 
@@ -46,30 +50,44 @@ class Loaded:
         return [p for p in self.problems if p.severity == "warning"]
 
 
-def load_conversations(path, format: str = "auto", dataset: str | None = None) -> Loaded:
+def load_conversations(path, format: str = "auto", dataset: str | None = None, stage: str = "sft") -> Loaded:
     """Every record of `path` as a Conversation; raises DataError listing every problem when any is an error."""
-    loaded = scan(path, format, dataset)
+    loaded = scan(path, format, dataset, stage)
     if any(p.severity == "error" for p in loaded.problems):
         raise DataError(loaded.problems)
     return loaded
 
 
-def scan(path, format: str = "auto", dataset: str | None = None) -> Loaded:
+def scan(path, format: str = "auto", dataset: str | None = None, stage: str = "sft") -> Loaded:
     """Like load_conversations but never raises for bad data: problems (errors too) are in `.problems`."""
     problems = Problems()
     path = Path(path).expanduser()
     plain = not (path.is_dir() or path.name == INFO)  # a bare file: no dataset_info.json says "ranking"
-    sources = _sources(path, format, dataset, problems)
+    sources = sources_of(path, format, dataset, problems)
     conversations, files, file_formats, records = [], [], {}, 0
     tally = Tally()
     for file, columns in sources:
-        rows = read_records(file, problems)
         files.append(file)
+        if file.suffix.lower() == ".txt":  # raw text has no conversations to read: it is pre-training data
+            problems.error(file, "a .txt file is raw text (pre-training data), not conversations",
+                           fix=PRETRAIN_FIX + "; if it holds JSON records, one a line, name it .jsonl")
+            continue
+        rows = read_records(file, problems)
         records += len(rows)
         if plain and any(columns.chosen in rec and columns.rejected in rec for _, rec in rows):
             # Preference pairs in a bare file: read them as ranking data rather than complain that the
             # prompt has no answer (the answers are in chosen/rejected).
             columns = replace(columns, ranking=True)
+        text_key = text_only(rows, columns)
+        if text_key:  # one error naming what the data is, not one "missing field 'output'" per record
+            problems.error(file, f"the {len(rows)} record(s) hold text ('{text_key}') and no answers: this is "
+                                 "pre-training data", field=text_key,
+                           fix=PRETRAIN_FIX + "; if the records are conversations, map the answer column "
+                               "(dataset_info.json columns.response)")
+            continue
+        columns = _stage_columns(columns, stage, rows, plain, file, problems)
+        if columns is None:
+            continue
         fmt = _file_format(file, rows, columns, format, problems)
         if fmt is None:
             continue
@@ -93,8 +111,45 @@ def scan(path, format: str = "auto", dataset: str | None = None) -> Loaded:
     unused = tally.report(problems, records)
     families = sorted({FAMILY[f] for f in file_formats.values()})
     num_samples = {c.dataset: c.num_samples for _, c in sources if c.num_samples is not None}
-    return Loaded(conversations, "+".join(families) or "unknown", files, _sha256([f for f in files if f.is_file()]),
-                  records, file_formats, problems.items, unused, num_samples)
+    return Loaded(conversations, "+".join(families) or "unknown", files,
+                  sha256_of_files([f for f in files if f.is_file()]), records, file_formats, problems.items, unused,
+                  num_samples)
+
+
+def text_only(rows, columns: Columns) -> str | None:
+    """The key holding the text when no record has anything but a document (pre-training data), else None: a
+    plain file's "text", or a dataset_info.json entry's prompt column (LLaMA-Factory's pt entries map prompt: text)."""
+    if not rows or columns.formatting == "sharegpt" or columns.ranking:
+        return None
+    keys = set().union(*(rec.keys() for _, rec in rows))
+    if keys & {"conversations", "messages", columns.response, columns.chosen, columns.rejected}:
+        return None
+    key = columns.prompt if columns.dataset else "text"
+    return key if key in keys else None
+
+
+def _stage_columns(columns: Columns, stage: str, rows, plain: bool, file, problems: Problems) -> Columns | None:
+    """The columns as `stage` reads them (None when the file cannot be read for it). KTO's label is read by stage
+    kto only; elsewhere it is a column left out, counted and refused like any other unless ignored."""
+    if stage != "kto":
+        if columns.kto_tag:
+            columns = replace(columns, kto_tag="", unread={**columns.unread, "kto_tag": columns.kto_tag})
+        return columns
+    if plain and not columns.kto_tag:  # a bare file: the label under LLaMA-Factory's name or trl's ("label")
+        found = [k for k in ("kto_tag", "label") if any(k in rec for _, rec in rows)]
+        columns = replace(columns, kto_tag=found[0] if found else "")
+    if columns.ranking:
+        problems.error(file, "chosen/rejected pairs are DPO data; stage kto reads single answers, each labelled",
+                       fix="train the pairs with stage: dpo, or give KTO records: a conversation ending with the "
+                           "answer and \"kto_tag\": true (desirable) or false (undesirable)")
+        return None
+    if not columns.kto_tag:
+        problems.error(file, "no KTO label: stage kto needs each record's final answer marked desirable (true) or "
+                             "undesirable (false)",
+                       fix='add "kto_tag": true/false to every record, or map the label in dataset_info.json '
+                           '("columns": {"messages": "messages", "kto_tag": "label"})')
+        return None
+    return columns
 
 
 def _file_format(file: Path, rows, columns: Columns, asked: str, problems: Problems) -> str | None:
@@ -129,7 +184,7 @@ def _file_format(file: Path, rows, columns: Columns, asked: str, problems: Probl
     return fmt
 
 
-def _sources(path: Path, fmt: str, dataset: str | None, problems: Problems) -> list[tuple[Path, Columns]]:
+def sources_of(path: Path, fmt: str, dataset: str | None, problems: Problems) -> list[tuple[Path, Columns]]:
     """(file, columns) pairs to read: the file itself, or the dataset_info.json entries named by `dataset`."""
     if path.is_dir():
         info = path / INFO
@@ -215,7 +270,8 @@ def _entry_sources(info: Path, key: str, entry, problems: Problems) -> list[tupl
         problems.error(info, f"file_name points at a missing file: {target}", key, "file_name",
                        fix=f"put the file at {target} or correct file_name")
         return []
-    files = sorted(p for p in target.iterdir() if p.suffix.lower() in EXTENSIONS) if target.is_dir() else [target]
+    files = (sorted(p for p in target.iterdir() if p.suffix.lower() in EXTENSIONS + (".txt",)) if target.is_dir()
+             else [target])
     if not files:
         problems.error(info, f"folder {target} holds no data files", key, "file_name")
     return [(f, columns) for f in files]
@@ -250,7 +306,7 @@ def _entry_keys(info: Path, key: str, entry: dict, problems: Problems) -> bool:
     return True
 
 
-def _sha256(files: list[Path]) -> str:
+def sha256_of_files(files: list[Path]) -> str:
     if len(files) == 1:
         return sha256_file(files[0])
     lines = "".join(f"{sha256_file(f)}  {f.name}\n" for f in files)

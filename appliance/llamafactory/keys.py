@@ -45,8 +45,8 @@ MULTIMODAL = "multimodal training is not offered (text-only models)"
 TRAIN_KEYS: dict[str, dict[str, Key]] = {
     "model": {
         "model_name_or_path": S("model", "a catalog id, a repo id in the local cache or a model directory"),
-        "adapter_name_or_path": M("stage dpo: adapter (DPO starts from that SFT adapter); stage sft: not supported "
-                                  "(training on top of an adapter is not offered)"),
+        "adapter_name_or_path": M("stage dpo: adapter (DPO starts from that SFT adapter); stages sft, pt and kto: not "
+                                  "supported (training on top of an adapter is not offered: merge it first)"),
         "template": M("data.chat_template: a template name of the model's own family means the model's own "
                       "template; another family's name means a catalog model of that family; names without a "
                       "Hugging Face chat template are refused (see the templates table)"),
@@ -91,7 +91,8 @@ TRAIN_KEYS: dict[str, dict[str, Key]] = {
         "export_hub_model_id": U("offline: nothing is uploaded"),
     },
     "method": {
-        "stage": M("sft -> sft, dpo -> dpo; pt, rm, ppo and kto are refused"),
+        "stage": M("sft, pt, dpo and kto carry over; rm and ppo are refused: reward modelling and PPO (online RL) "
+                   "are not offered (PPO needs a reward model and generation in the training loop)"),
         "do_train": N("`airlock train` always trains"),
         "finetuning_type": M("lora -> lora (qlora with quantization_bit: 4), full -> full; freeze and oft are "
                              "refused"),
@@ -106,9 +107,11 @@ TRAIN_KEYS: dict[str, dict[str, Key]] = {
         "freeze_trainable_layers": U("freeze tuning is not offered"),
         "freeze_trainable_modules": U("freeze tuning is not offered"),
         "freeze_extra_modules": U("freeze tuning is not offered"),
-        "pref_beta": S("pref_beta"),
+        "pref_beta": S("pref_beta", "the beta of stages dpo and kto"),
         "pref_loss": M("pref_loss: sigmoid, hinge and ipo carry over; orpo, simpo and others are listed as not "
-                       "supported"),
+                       "supported; stage kto: not needed (KTO has its own loss)"),
+        "kto_chosen_weight": S("kto_desirable_weight", "stage kto: the weight of desirable answers in the loss"),
+        "kto_rejected_weight": S("kto_undesirable_weight", "stage kto: the weight of undesirable answers in the loss"),
         "pref_ftx": U("an SFT term in the DPO loss is not offered"), "simpo_gamma": U("SimPO is not offered"),
         "dpo_label_smoothing": U("label smoothing for DPO is not offered"),
         "neftune_noise_alpha": U("NEFTune is not offered"),
@@ -131,7 +134,8 @@ TRAIN_KEYS: dict[str, dict[str, Key]] = {
         "val_size": S("data.val_size"),
         "train_on_prompt": M("true -> data.train_on = all"),
         "mask_history": M("true -> data.train_on = last"),
-        "packing": S("packing", "Airlock's packing keeps samples from attending to each other (neat packing)"),
+        "packing": S("packing", "Airlock's packing keeps samples from attending to each other (neat packing); "
+                                "unset, it is on for stage pt and off otherwise, as in LLaMA-Factory"),
         "neat_packing": M("true -> packing (Airlock's packing never lets samples attend to each other)"),
         "enable_thinking": M("true: nothing to do (the model's own template decides); false is listed as not "
                              "supported: give data.chat_template a Jinja file without thinking"),
@@ -197,9 +201,15 @@ TRAIN_KEYS: dict[str, dict[str, Key]] = {
 
 TRAIN: dict[str, Key] = {k: v for group in TRAIN_KEYS.values() for k, v in group.items()}
 
-STAGES = {"sft": "sft", "dpo": "dpo"}
-REFUSED_STAGES = {"pt": "pre-training (raw text) is not offered", "rm": "reward models are not offered",
-                  "ppo": "PPO is not offered", "kto": "KTO is not offered"}
+STAGES = {"sft": "sft", "dpo": "dpo", "kto": "kto", "pt": "pt"}
+REFUSED_STAGES = {
+    "rm": "reward modelling is not offered: a reward model scores answers instead of writing them, and serves only "
+          "PPO here; learn from preferences directly with stage dpo (pairs) or kto (labelled answers)",
+    "ppo": "PPO (online RL) is not offered: it needs a reward model and generation in the training loop (the "
+           "policy writes answers that the reward model scores, step after step); train offline on preferences "
+           "with stage dpo or kto",
+}
+KTO_ONLY = ("kto_chosen_weight", "kto_rejected_weight")
 PREF_LOSSES = ("sigmoid", "hinge", "ipo")
 BNB = ("bitsandbytes", "bnb")
 QUANT_METHODS = {

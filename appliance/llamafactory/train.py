@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .. import schema
 from ..errors import AirlockError
-from .keys import BNB, PREF_LOSSES, QUANT_METHODS, REFUSED_STAGES, STAGES, TRAIN
+from .keys import BNB, KTO_ONLY, PREF_LOSSES, QUANT_METHODS, REFUSED_STAGES, STAGES, TRAIN
 from .templates import map_template
 
 
@@ -84,8 +84,8 @@ def translate(path) -> Translation:
     stage = str(raw.get("stage", "sft"))
     if stage not in STAGES:
         why = REFUSED_STAGES.get(stage, "not a LLaMA-Factory stage")
-        raise AirlockError(f"stage {stage!r} is not offered ({why}; Airlock trains sft and dpo)",
-                           where=where("stage"), fix="use stage: sft or stage: dpo")
+        raise AirlockError(f"stage {stage!r} is not offered ({why}; Airlock trains pt, sft, dpo and kto)",
+                           where=where("stage"), fix="use stage: pt, sft, dpo or kto")
     method = str(raw.get("finetuning_type", "lora"))
     if method not in ("lora", "full"):
         raise AirlockError(f"finetuning_type {method!r} is not offered", where=where("finetuning_type"),
@@ -125,6 +125,10 @@ def translate(path) -> Translation:
                 put(key, value, "max_steps", int(value))
             else:
                 tr.not_needed.append((key, value, "not positive: num_train_epochs decides"))
+        elif key in KTO_ONLY and stage != "kto":
+            tr.not_needed.append((key, value, "read by stage kto only"))
+        elif key == "pref_loss" and stage == "kto":
+            tr.not_needed.append((key, value, "stage kto has its own loss"))
         elif key == "pref_loss":
             if value not in PREF_LOSSES:
                 tr.unsupported.append((key, value, f"DPO losses offered: {', '.join(PREF_LOSSES)}"))
@@ -149,7 +153,8 @@ def translate(path) -> Translation:
             if stage == "dpo" and value:
                 put(key, value, "adapter", str(value))
             elif value:
-                tr.unsupported.append((key, value, "training an SFT run on top of an adapter is not offered"))
+                tr.unsupported.append((key, value, f"training stage {stage} on top of an adapter is not offered: merge "
+                                                   "it (`airlock merge`) and start from the merged model"))
             else:
                 tr.not_needed.append((key, value, "off"))
         elif key == "disable_gradient_checkpointing":
@@ -280,7 +285,7 @@ def finish(tr: Translation, overrides: list[str] | None = None, strict: bool = F
     if check:
         from ..data.preflight import check_data
 
-        check_data(cfg.data, _model_dir(cfg))
+        check_data(cfg.data, _model_dir(cfg), cfg.stage)
     return cfg
 
 

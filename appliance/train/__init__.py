@@ -1,8 +1,8 @@
 """Training: the validated TrainConfig and the recipes that run it as a job (`airlock train CONFIG`).
 
 `load_config(path, overrides)` and `TrainConfig` are light to import. The job runner (recipe.run_job) runs the
-config's stage (sft.py, dpo.py: peers sharing common.py), or its ranks (distributed.py, worker.py, ranks.py), and
-pulls in the training stack (torch, transformers, peft, trl) only then.
+config's stage (sft.py for sft and pt, dpo.py, kto.py: peers sharing common.py), or its ranks (distributed.py,
+worker.py, ranks.py), and pulls in the training stack (torch, transformers, peft, trl) only then.
 """
 
 from .config import TrainConfig, from_dict, load_config
@@ -44,7 +44,7 @@ def preflight(cfg: TrainConfig, *, hardware: bool = True, data: bool = True) -> 
     if data:
         from ..data.preflight import check_data
 
-        check_data(cfg.data, base_dir)
+        check_data(cfg.data, base_dir, cfg.stage)
     if hardware:
         from .resources import check_dtype
 

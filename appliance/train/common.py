@@ -1,6 +1,6 @@
-"""What every training recipe shares (appliance/train/sft.py, dpo.py): the base model resolved offline, the model
-to train (full weights, LoRA, QLoRA), the resume point of a job, a stop recorded as such, and the result saved with
-its provenance. Recipes import this module and never each other.
+"""What every training recipe shares (appliance/train/sft.py, dpo.py, kto.py): the base model resolved offline,
+the model to train (full weights, LoRA, QLoRA), the resume point of a job, a stop recorded as such, and the result
+saved with its provenance. Recipes import this module and never each other.
 """
 
 import json
@@ -126,7 +126,7 @@ def save_result(trainer, job, cfg: TrainConfig, tokenizer, base_ref: str, proven
                 trainer.save_model(str(staging))
             else:
                 peft_model = trainer.model
-                if "ref" in peft_model.peft_config:  # trl's frozen copy of a starting adapter (DPO) is not an output
+                if "ref" in peft_model.peft_config:  # trl's frozen copy of the starting adapter (DPO, KTO): no output
                     peft_model.delete_adapter("ref")
                 # Name the base as given (a repo id resolves offline through the local cache). Embedding layers are
                 # not trained, so peft need not look anything up to decide whether to save them.

@@ -25,8 +25,8 @@ SCHEDULERS = Literal["linear", "cosine", "constant", "constant_with_warmup", "co
 
 @dataclass
 class TrainConfig:
-    """One fine-tuning run: supervised (stage sft) or preference optimization (stage dpo) of a base model, with
-    its data (the `data:` section) and, optionally, several processes or hosts (the `distributed:` section).
+    """One fine-tuning run (stage sft, dpo, kto or pt) of a base model, with its data (the `data:` section) and,
+    optionally, several processes or hosts (the `distributed:` section).
 
     Each key's help is in its field's metadata (schema.setting): `airlock train --keys`, the TUI's hints and
     docs/config.md are read from there. Names follow LLaMA-Factory's where it has the setting.
@@ -36,8 +36,10 @@ class TrainConfig:
     model: str = setting("", "base model: HF-cache repo id, model directory or catalog id (empty = default)",
                          detail="A repo id must already be in the local Hugging Face cache; empty = the catalog's "
                                 "default model.")
-    stage: Literal["sft", "dpo"] = setting(
-        "sft", "sft: supervised fine-tuning; dpo: preference tuning on chosen/rejected pairs")
+    stage: Literal["sft", "dpo", "kto", "pt"] = setting(
+        "sft", "sft: supervised; dpo: chosen/rejected pairs; kto: tagged answers; pt: raw text",
+        detail="pt is continued pre-training on raw text (every token trained, packing on by default); kto learns "
+               "from answers tagged desirable or not (kto_tag).")
     method: Literal["lora", "qlora", "full"] = setting(
         "lora", "lora: adapters on a frozen base; qlora: on a 4-bit base; full: every weight",
         detail="qlora needs the least memory (quantization_type, double_quantization set its 4-bit format).")
@@ -87,7 +89,7 @@ class TrainConfig:
     gradient_checkpointing: bool = setting(
         False, "recompute activations in the backward pass: less memory, ~30% slower")
     num_threads: int | None = setting(None, "CPU threads for torch (empty = every core this process may use)")
-    pref_beta: float = setting(0.1, "DPO: how far the policy may move from the reference model")
+    pref_beta: float = setting(0.1, "DPO/KTO: how far the policy may move from the reference model")
     pref_loss: PREF_LOSSES = setting("sigmoid", "DPO: the preference loss (sigmoid = DPO, ipo, hinge, ...)")
     adapter: str = setting(
         "", "DPO: an SFT job id or adapter directory to start from (empty = a fresh LoRA)",
@@ -96,6 +98,13 @@ class TrainConfig:
         help="several processes (GPUs, hosts) training together (the distributed: section)",
         default_factory=DistributedConfig,
         detail="With the defaults (one process) nothing in it is used. See docs/distributed.md.")
+    kto_desirable_weight: float = setting(
+        1.0, "KTO: weight of the desirable answers in the loss",
+        detail="LLaMA-Factory's kto_chosen_weight. Raise the scarcer kind's weight so both kinds count about "
+               "equally.")
+    kto_undesirable_weight: float = setting(
+        1.0, "KTO: weight of the undesirable answers in the loss",
+        detail="LLaMA-Factory's kto_rejected_weight.")
 
     def validate(self) -> None:
         positive = ["lora_rank", "lora_alpha", "per_device_train_batch_size", "per_device_eval_batch_size",
@@ -129,12 +138,30 @@ class TrainConfig:
         if self.method != "qlora" and (self.quantization_type != "nf4" or not self.double_quantization):
             raise AirlockError(f"quantization_type/double_quantization are QLoRA settings; method is {self.method}",
                                where="quantization_type", fix="set method: qlora, or remove them")
+        if self.stage == "kto":
+            self._check_kto()
+        elif (self.kto_desirable_weight, self.kto_undesirable_weight) != (1.0, 1.0):
+            raise AirlockError(f"kto_desirable_weight/kto_undesirable_weight are KTO settings; stage is {self.stage}",
+                               where="kto_desirable_weight", fix="set stage: kto, or remove them")
         if self.stage == "dpo":
             Preference.of(self)  # pref_beta / pref_loss
             self._check_preference_data()
         elif self.adapter:
             raise AirlockError("adapter (a starting adapter) is only used by stage dpo", where="adapter",
                                fix="remove adapter, or set stage: dpo")
+
+    def _check_kto(self) -> None:
+        if self.pref_beta <= 0:
+            raise AirlockError(f"pref_beta must be positive, got {self.pref_beta}", where="pref_beta",
+                               fix="0.1 is the usual value; larger keeps the model closer to where it started")
+        for name in ("kto_desirable_weight", "kto_undesirable_weight"):
+            if getattr(self, name) <= 0:
+                raise AirlockError(f"{name} must be positive, got {getattr(self, name)}", where=name,
+                                   fix="1.0 weighs both kinds alike; raise the weight of the scarcer kind")
+        if self.per_device_train_batch_size < 2:
+            # KTO's reference point (the KL term) is estimated from the other answers of the same batch.
+            raise AirlockError("stage kto needs at least 2 samples per batch", where="per_device_train_batch_size",
+                               fix="set per_device_train_batch_size to 2 or more (8 is usual)")
 
     def _check_preference_data(self) -> None:
         """Refuse, before any job exists, dataset_info.json entries that are not preference ("ranking") data.
@@ -184,6 +211,8 @@ def _anchor_paths(data: dict, base: Path) -> dict:
 
 
 def from_dict(data: dict, where: str = "config") -> TrainConfig:
+    if isinstance(data, dict) and str(data.get("stage", "")).lower() == "pt" and "packing" not in data:
+        data = {**data, "packing": True}  # stage pt packs rows full of text unless told (LLaMA-Factory does too)
     return schema.build(TrainConfig, data, where=where)
 
 

@@ -1,5 +1,6 @@
 """The job runner of every training job (`appliance.train.recipe:run_job`, named in each job.json): it runs the
-config's stage in this process (SFT: appliance/train/sft.py, DPO: dpo.py), or, with several ranks, starts them
+config's stage in this process (SFT and continued pre-training, stage pt: appliance/train/sft.py; DPO: dpo.py;
+KTO: kto.py), or, with several ranks, starts them
 through torch's elastic launcher (distributed.py), each rank then running the stage (ranks.py).
 """
 
@@ -25,7 +26,11 @@ def run_stage(cfg: TrainConfig, job) -> None:
         from . import dpo
 
         dpo.train(cfg, job)
-    else:
+    elif cfg.stage == "kto":
+        from . import kto
+
+        kto.train(cfg, job)
+    else:  # sft, and pt: the same trainer on documents instead of conversations (appliance/data/pretrain.py)
         from . import sft
 
         sft.train(cfg, job)

@@ -1,5 +1,10 @@
 """Supervised fine-tuning (LoRA, QLoRA, full) of a local base model, run as a job: setup -> train -> save.
-(recipe.run_job runs it for `stage: sft`; DPO is its peer, dpo.py; both take their shared pieces from common.py.)
+(recipe.run_job runs it for `stage: sft` and `stage: pt`; DPO and KTO are its peers, dpo.py and kto.py; all take
+their shared pieces from common.py.)
+
+Stage pt (continued pre-training) is this recipe on documents instead of conversations: raw .txt files, "text"
+records or LLaMA-Factory's pt datasets, no chat template, every token trained, an EOS after each document
+(appliance/data/pretrain.py), packing on unless the config sets it.
 
     airlock train appliance/configs/sft_lora_default.yaml            # in the foreground (Ctrl-C stops + checkpoints)
     airlock train appliance/configs/sft_lora_default.yaml --detach   # as a detached job; `airlock jobs logs -f ID`
@@ -7,7 +12,7 @@
 
 Reads top to bottom:
   1. setup: resolve the base model (cache repo id, local dir or catalog id; never the network), check the dtype
-     against the hardware, set CPU threads, tokenize the data once with appliance.data.prepare.
+     against the hardware, set CPU threads, tokenize the data once with appliance.data.prepare (for the stage).
   2. model: fp32/bf16/fp16 weights (LoRA, full) or a 4-bit NF4 base with double quantization (QLoRA), LoRA
      adapters on the catalog card's target modules (or all-linear) for lora/qlora. On a CPU: per-sample attention
      for padding-free rows and integer-mask LoRA dropout (cpu_levers).
@@ -80,7 +85,7 @@ def train(cfg: TrainConfig, job) -> Path | None:
           f"{threads} CPU threads", flush=True)
     tokenizer = AutoTokenizer.from_pretrained(base_path)
     job.set_status(message="preparing data")
-    prepared = prepare(cfg.data, tokenizer)
+    prepared = prepare(cfg.data, tokenizer, stage=cfg.stage)
     if not prepared.train:
         raise AirlockError("no training samples left after preparing the data", where=str(cfg.data.path),
                            fix="check cutoff_len/cutoff_policy and the data report")
@@ -125,5 +130,7 @@ def train(cfg: TrainConfig, job) -> Path | None:
                   "base_path": str(base_path), "base_revision": base_revision(base_path),
                   "dataset_sha256": prepared.sha256, "config": cfg.to_dict(),
                   "steps": trainer.state.global_step, "train_seconds": round(time.monotonic() - started, 1)}
+    pretraining = {"stage": "pt"} if cfg.stage == "pt" else {}  # the registry names the stage when it is not sft
     return save_result(trainer, job, cfg, tokenizer, base_ref, provenance,
-                       parents=[base_ref, f"dataset:{prepared.sha256}"], audit=("train", {}))
+                       parents=[base_ref, f"dataset:{prepared.sha256}"],
+                       audit=("train.pt" if pretraining else "train", {}), **pretraining)

@@ -1,4 +1,4 @@
-"""trl's SFT and DPO trainers with the two things an offline appliance needs on top: atomic checkpoints and no
+"""trl's SFT, DPO and KTO trainers with the two things an offline appliance needs on top: atomic checkpoints and no
 model cards (both in the AtomicCheckpoints mixin, so every training stage checkpoints and resumes the same way).
 SFT also computes its loss only at the trained positions (appliance/train/loss.py).
 
@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 from transformers.trainer_utils import rotate_checkpoints
-from trl import DPOTrainer, SFTTrainer
+from trl import DPOTrainer, KTOTrainer, SFTTrainer
 
 from . import checkpoints, loss, ranks
 
@@ -89,4 +89,8 @@ class AirlockSFTTrainer(AtomicCheckpoints, SFTTrainer):
 
 
 class AirlockDPOTrainer(AtomicCheckpoints, DPOTrainer):
+    pass
+
+
+class AirlockKTOTrainer(AtomicCheckpoints, KTOTrainer):
     pass

@@ -78,6 +78,7 @@ class TrainScreen(AirlockScreen):
         self.specs = fields_of(TrainConfig, field_help(TrainConfig), nested={"data": DataConfig}, order=ORDER)
         self.keys = {s.key for s in self.specs}
         self.config = None  # the last valid TrainConfig
+        self.stage_shown = "sft"  # the stage whose packing default the form shows
         self.gpus = []
 
     def body(self) -> ComposeResult:
@@ -152,6 +153,12 @@ class TrainScreen(AirlockScreen):
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id == "device":
             self._show_memory()
+        elif event.select.id == "f-stage" and event.value != self.stage_shown:
+            # A stage picked here brings its packing default (on for pt), as a config file without packing does; a
+            # loaded config's own packing stays (action_load records its stage first).
+            self.stage_shown = event.value
+            self.query_one(ConfigForm).set_values({"packing": event.value == "pt"})
+            self.validate()
 
     def validate(self):
         from ...train import from_dict, preflight
@@ -287,6 +294,7 @@ class TrainScreen(AirlockScreen):
             except AirlockError as exc:
                 self.fail(exc, "loading the config")
                 return
+            self.stage_shown = cfg.stage
             self.query_one(ConfigForm).set_values(cfg.to_dict())
             self.query_one("#save-path", Input).value = str(path)
             self.validate()
