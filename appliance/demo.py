@@ -136,6 +136,23 @@ def base_model_answers(model: str, prompts: list[str], max_tokens: int = 32) -> 
     return hf_answers(base, tokenizer, prompts, max_new_tokens=max_tokens, batch_size=len(prompts))
 
 
+def forgetting_check(model: str, merged: Path) -> dict:
+    """What tuning cost in general ability: perplexity of held-out general text (not in training) under the base
+    and under the tuned (merged) model, through transformers (appliance.evaluate.perplexity.forgetting)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .evaluate.perplexity import forgetting
+    from .hfcache import resolve_model
+    from .paths import sample_data_dir
+
+    def load(path):
+        return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval(), AutoTokenizer.from_pretrained(path)
+
+    text = (sample_data_dir() / "general_heldout.txt").read_text(encoding="utf-8")
+    return forgetting(*load(resolve_model(model)), *load(merged), text)
+
+
 def offline_pipeline(site: Path, stages: Stages, steps: int | None = None) -> dict:
     from .data.check import check
     from .jobs import follow, start_detached
@@ -180,7 +197,11 @@ def offline_pipeline(site: Path, stages: Stages, steps: int | None = None) -> di
         tuned_answers = answers(tuned, prompts)
         tuned.close()
 
+    with stages("forgetting: base vs tuned perplexity on held-out general text"):
+        forgot = forgetting_check(cfg.model, merged)
+
     return {"job": job.id, "merged": str(merged), "gguf": {k: str(v) for k, v in result.files.items()},
+            "forgetting": forgot,
             "fidelity": result.fidelity, "export_timings": result.timings,
             "train": {"steps": status.get("step"), "first_loss": metrics[0]["loss"] if metrics else None,
                       "last_loss": metrics[-1]["loss"] if metrics else None,
@@ -210,6 +231,10 @@ def print_summary(result: dict, stages: Stages, isolation: str) -> None:
             base = sum(r["base_ok"] for r in rows)
             console.print(f"{label}: tuned {tuned}/{len(rows)} ({100 * tuned / len(rows):.0f}%), "
                           f"base {base}/{len(rows)}")
+    forgot = result.get("forgetting")
+    if forgot:
+        console.print(f"forgetting: held-out general text perplexity base {forgot['before']:.2f} -> tuned "
+                      f"{forgot['after']:.2f} ({100 * forgot['change']:+.1f}%, {forgot['verdict']})")
     fid = result.get("fidelity") or {}
     tok = fid.get("tokenizer") or {}
     console.print(f"fidelity (GGUF vs the merged HF model, {len(fid.get('prompts', []))} prompts, greedy): "

@@ -74,7 +74,7 @@ def test_the_tui_form_hints_are_the_fields_help():
 
 def test_types_and_defaults_read_as_a_config_file_writes_them():
     docs = {doc.key: doc for doc in schema.describe(TrainConfig)}
-    assert (docs["stage"].type_text, docs["stage"].default_text) == ("sft | dpo", "sft")
+    assert (docs["stage"].type_text, docs["stage"].default_text) == ("sft | dpo | kto | pt", "sft")
     assert (docs["max_steps"].type_text, docs["max_steps"].default_text) == ("integer or empty", "empty")
     assert (docs["double_quantization"].type_text, docs["double_quantization"].default_text) == ("true/false", "true")
     assert (docs["lora_target"].type_text, docs["data"].default_text) == ("list of text", "required")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from .conversation import Conversation
 from .files import json_kind
 from .problems import Problems
-from .turns import TOOL_USE_FIX, message_text, tool_use
+from .turns import TOOL_USE_FIX, message_text, not_text, tool_use
 
 FORMATS = ("alpaca", "sharegpt", "openai")
 OPENAI_ROLES = ("system", "user", "assistant")
@@ -82,13 +82,7 @@ def _text(value, problems: Problems, file, where, name, *, required=True, kind="
         return None
     if isinstance(value, str):
         return value.replace("\r\n", "\n")
-    if isinstance(value, bool) or isinstance(value, (int, float)):
-        problems.error(file, f"'{name}' is a number ({value!r}), expected text", where, name,
-                       fix=f"quote it: \"{name}\": \"{value}\"")
-    else:
-        problems.error(file, f"'{name}' is a {json_kind(value)}, expected text", where, name,
-                       fix=f"make \"{name}\" a single string")
-    return None
+    return not_text(value, problems, file, where, name)
 
 
 def _check_order(messages: list[dict], problems: Problems, file, where, field_of, ranking: bool) -> None:

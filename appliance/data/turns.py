@@ -50,6 +50,11 @@ def message_text(value, present: bool, problems: Problems, file, where, name) ->
         return None
     if isinstance(value, list) and value and all(isinstance(part, dict) for part in value):
         return _parts(value, problems, file, where, name)  # OpenAI's multi-part content
+    return not_text(value, problems, file, where, name)
+
+
+def not_text(value, problems: Problems, file, where, name) -> None:
+    """Report a field that holds something other than text (a number, a list, a mapping) with its fix."""
     if isinstance(value, bool) or isinstance(value, (int, float)):
         problems.error(file, f"'{name}' is a number ({value!r}), expected text", where, name,
                        fix=f"quote it: \"{name}\": \"{value}\"")

@@ -104,6 +104,23 @@ def resume_point(job, ckpt_dir: Path) -> tuple[Path | None, float]:
     return resume_from, max((m.get("elapsed_s") or 0.0 for m in kept), default=0.0)
 
 
+def run_trainer(trainer, cfg: TrainConfig, job, stop, reporter, resume_from: Path | None) -> float | None:
+    """Train (or continue from `resume_from`) to the end: the seconds it took, or None when a stop request ended it
+    at a checkpoint (the job is then marked stopped, with the command that continues it)."""
+    import time
+
+    from . import distributed
+
+    distributed.check_applied(trainer, cfg)
+    stop.install()  # from here a stop checkpoints first (before, the job runner's handler ends the run at once)
+    started = time.monotonic()
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    if reporter.stopped_by_request:
+        finish_stopped(job, trainer, Path(trainer.args.output_dir))
+        return None
+    return time.monotonic() - started
+
+
 def finish_stopped(job, trainer, ckpt_dir: Path) -> None:
     """Mark a job stopped on request (its checkpoint is saved) with the command that continues it."""
     last = checkpoints.last_checkpoint(ckpt_dir)

@@ -25,13 +25,12 @@ Errors: AirlockError for records without chosen/rejected, QLoRA from an existing
 
 import dataclasses
 import random
-import time
 from pathlib import Path
 
 from ..atomic import write_json
 from ..errors import AirlockError
-from . import distributed, ranks, resources
-from .common import base_revision, finish_stopped, load_model, resolve_base, resume_point, save_result
+from . import ranks, resources
+from .common import base_revision, load_model, resolve_base, resume_point, run_trainer, save_result
 from .preference import Preference
 
 
@@ -163,12 +162,9 @@ def train(cfg, job, pref: Preference | None = None) -> Path | None:
                                 train_dataset=train_set, eval_dataset=eval_set, processing_class=tokenizer,
                                 callbacks=[reporter])
     trainer.remove_callback(PrinterCallback)
-    distributed.check_applied(trainer, cfg)
-    stop.install()
-    started = time.monotonic()
-    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    if reporter.stopped_by_request:
-        return finish_stopped(job, trainer, ckpt_dir)
+    seconds = run_trainer(trainer, cfg, job, stop, reporter, resume_from)
+    if seconds is None:
+        return None  # stopped on request, at a checkpoint
 
     # 5. save
     provenance = {"job_id": job.id, "stage": "dpo", "method": cfg.method, "base_model": base_ref,
@@ -176,7 +172,7 @@ def train(cfg, job, pref: Preference | None = None) -> Path | None:
                   "dataset_sha256": sha256, "config": cfg.to_dict(),
                   "start_adapter": str(adapter_src.path) if adapter_src else None,
                   "pref_beta": pref.beta, "pref_loss": pref.loss_type,
-                  "steps": trainer.state.global_step, "train_seconds": round(time.monotonic() - started, 1)}
+                  "steps": trainer.state.global_step, "train_seconds": round(seconds, 1)}
     parent = (adapter_src.job_dir.name if adapter_src.job_dir else str(adapter_src.path)) if adapter_src else base_ref
     return save_result(trainer, job, cfg, tokenizer, base_ref, provenance, parents=[parent, f"dataset:{sha256}"],
                        audit=("train.dpo", {"start": parent}), stage="dpo", pref_beta=pref.beta,

@@ -28,13 +28,12 @@ for undesirable ones, relative to the reference.
 """
 
 import random
-import time
 from pathlib import Path
 
 from ..atomic import write_json
 from ..errors import AirlockError
-from . import distributed, ranks, resources
-from .common import base_revision, finish_stopped, load_model, resolve_base, resume_point, save_result
+from . import ranks, resources
+from .common import base_revision, load_model, resolve_base, resume_point, run_trainer, save_result
 
 
 def kto_rows(conversations) -> list[dict]:
@@ -143,12 +142,9 @@ def train(cfg, job) -> Path | None:
         raise AirlockError(f"{len(rows) - len(trainer.train_dataset)} record(s) have a prompt that alone fills "
                            f"cutoff_len {cfg.data.cutoff_len}: none of their answer would be trained",
                            where="data.cutoff_len", fix="raise data.cutoff_len, or shorten or remove those prompts")
-    distributed.check_applied(trainer, cfg)
-    stop.install()
-    started = time.monotonic()
-    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    if reporter.stopped_by_request:
-        return finish_stopped(job, trainer, ckpt_dir)
+    seconds = run_trainer(trainer, cfg, job, stop, reporter, resume_from)
+    if seconds is None:
+        return None  # stopped on request, at a checkpoint
 
     # 5. save
     provenance = {"job_id": job.id, "stage": "kto", "method": cfg.method, "base_model": base_ref,
@@ -156,7 +152,7 @@ def train(cfg, job) -> Path | None:
                   "dataset_sha256": sha256, "config": cfg.to_dict(), "pref_beta": cfg.pref_beta,
                   "kto_desirable_weight": cfg.kto_desirable_weight,
                   "kto_undesirable_weight": cfg.kto_undesirable_weight, **counts,
-                  "steps": trainer.state.global_step, "train_seconds": round(time.monotonic() - started, 1)}
+                  "steps": trainer.state.global_step, "train_seconds": round(seconds, 1)}
     return save_result(trainer, job, cfg, tokenizer, base_ref, provenance, parents=[base_ref, f"dataset:{sha256}"],
                        audit=("train.kto", {}), stage="kto", pref_beta=cfg.pref_beta)
 

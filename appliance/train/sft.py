@@ -27,13 +27,12 @@ Errors: AirlockError for a bad config, an unknown model, a dtype the host cannot
 A stop request (SIGTERM/SIGINT) saves a checkpoint at the end of the current step and marks the job `stopped`.
 """
 
-import time
 from pathlib import Path
 
 from ..atomic import write_json
 from ..errors import AirlockError
-from . import distributed, ranks, resources
-from .common import base_revision, finish_stopped, load_model, resolve_base, resume_point, save_result
+from . import ranks, resources
+from .common import base_revision, load_model, resolve_base, resume_point, run_trainer, save_result
 from .config import TrainConfig
 
 
@@ -118,18 +117,15 @@ def train(cfg: TrainConfig, job) -> Path | None:
                                 train_dataset=train_set, eval_dataset=eval_set, processing_class=tokenizer,
                                 callbacks=callbacks)
     trainer.remove_callback(PrinterCallback)  # JobReporter prints one line per log step instead
-    distributed.check_applied(trainer, cfg)
-    stop.install()  # from here a stop checkpoints first (before, the job runner's handler ends the run at once)
-    started = time.monotonic()
-    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    if reporter.stopped_by_request:
-        return finish_stopped(job, trainer, ckpt_dir)
+    seconds = run_trainer(trainer, cfg, job, stop, reporter, resume_from)
+    if seconds is None:
+        return None  # stopped on request, at a checkpoint
 
     # 4. save
     provenance = {"job_id": job.id, "stage": cfg.stage, "method": cfg.method, "base_model": base_ref,
                   "base_path": str(base_path), "base_revision": base_revision(base_path),
                   "dataset_sha256": prepared.sha256, "config": cfg.to_dict(),
-                  "steps": trainer.state.global_step, "train_seconds": round(time.monotonic() - started, 1)}
+                  "steps": trainer.state.global_step, "train_seconds": round(seconds, 1)}
     pretraining = {"stage": "pt"} if cfg.stage == "pt" else {}  # the registry names the stage when it is not sft
     return save_result(trainer, job, cfg, tokenizer, base_ref, provenance,
                        parents=[base_ref, f"dataset:{prepared.sha256}"],
