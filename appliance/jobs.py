@@ -167,10 +167,13 @@ def list_jobs(kind: str | None = None) -> list[Job]:
     return sorted(jobs, key=lambda j: (j.info.get("created", ""), j.id))
 
 
-def find_job(ref: str) -> Job:
-    """A job by id, unique id prefix or name (the newest job of that name)."""
+def match_job(ref: str) -> Job | None:
+    """A job by id, unique id prefix or name (the newest job of that name); None when no job matches, and an
+    AirlockError when a prefix matches several. Every command that takes a job reference resolves it here."""
     root = jobs_dir()
-    if ref and (root / ref / "job.json").is_file():
+    if not ref:
+        return None
+    if (root / ref / "job.json").is_file():
         return Job(root / ref)
     jobs = list_jobs()
     by_prefix = [j for j in jobs if j.id.startswith(ref)]
@@ -182,7 +185,15 @@ def find_job(ref: str) -> Job:
     if len(by_prefix) > 1:
         raise AirlockError(f"job {ref!r} is ambiguous: {', '.join(j.id for j in by_prefix)}",
                            fix="give more of the job id")
-    raise AirlockError(f"no job {ref!r} in {root}", fix="see `airlock jobs list`")
+    return None
+
+
+def find_job(ref: str) -> Job:
+    """The job `ref` names (see match_job); AirlockError when there is none."""
+    job = match_job(ref)
+    if job is None:
+        raise AirlockError(f"no job {ref!r} in {jobs_dir()}", fix="see `airlock jobs list`")
+    return job
 
 
 def runner_argv(job: Job) -> list[str]:

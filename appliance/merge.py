@@ -18,7 +18,7 @@ from . import registry
 from .atomic import check_writable, staged_dir
 from .errors import AirlockError
 from .hfcache import resolve_model, sha256_file
-from .paths import home, jobs_dir
+from .paths import home
 
 PROVENANCE = "airlock_provenance.json"
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
@@ -47,12 +47,17 @@ def read_provenance(directory: Path) -> dict | None:
 
 
 def _job_dir(name: str) -> Path | None:
+    """A job directory given as a path, or a job reference (id, unique id prefix or job name, as `airlock jobs`
+    takes it) that is not also a path here."""
     path = Path(name).expanduser()
     if (path / "job.json").is_file():
         return path
-    if "/" not in name and (jobs_dir() / name / "job.json").is_file():
-        return jobs_dir() / name
-    return None
+    if "/" in name or path.exists():
+        return None  # a repo id or a directory: resolved as a model source below
+    from .jobs import match_job
+
+    job = match_job(name)
+    return job.path if job is not None else None
 
 
 def resolve_source(name: str) -> Source:
@@ -80,7 +85,8 @@ def resolve_source(name: str) -> Source:
     except AirlockError:
         raise AirlockError(
             f"no such job, directory or cached model: {name!r}",
-            fix=f"give a job id (see {jobs_dir()}), an adapter or model directory, or a repo id in the local cache",
+            fix="give a job id or name (see `airlock jobs list`), an adapter or model directory, or a repo id in "
+                "the local cache",
         ) from None
     return Source("model", snap, str(name).split("@")[0].replace("/", "--"), None, read_provenance(snap))
 

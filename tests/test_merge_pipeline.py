@@ -139,3 +139,17 @@ def test_merge_refuses_bad_sources_clearly(tiny_model, run_offline, tmp_path, ca
     assert proc.returncode == 2, proc.stderr
     assert expect in proc.stderr and "fix:" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_merge_takes_a_job_by_name_or_prefix_as_jobs_commands_do(tiny_model, tmp_path, monkeypatch):
+    """One rule for job references: `airlock merge tiny-lora` works where `airlock jobs stop tiny-lora` does."""
+    from appliance.jobs import find_job
+    from appliance.merge import resolve_source
+
+    job = tiny_lora_job()
+    for ref in ("tiny-lora", job.name, job.name[:-2]):
+        assert resolve_source(ref).job_dir == job == find_job(ref).path
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny-lora").mkdir()  # a directory of that name here is a path, not a job reference
+    with pytest.raises(Exception, match="neither a model"):
+        resolve_source("tiny-lora")
