@@ -1,5 +1,6 @@
-"""Nothing dropped in silence: columns no format reads are counted and named, tool-use and media turns are refused
-by their cause, and training stops for an unused column until data.ignore_columns names it.
+"""Nothing dropped in silence: columns no format reads are counted and named, media turns are refused by their
+cause, tool-use turns and the tools column are read (tests/test_data_tools.py), and training stops for an unused
+column until data.ignore_columns names it.
 
 The datasets are written here in the shapes of LLaMA-Factory's demo data (glaive_toolcall-style function calls,
 mllm-style images, kto-style labels), not copied from it. No tokenizer needed:
@@ -11,7 +12,7 @@ import json
 
 import pytest
 
-from appliance.data import DataConfig, DataError, scan
+from appliance.data import DataConfig, scan
 from appliance.data.check import check
 from appliance.data.preflight import check_data
 from appliance.errors import AirlockError
@@ -72,7 +73,7 @@ def unused(loaded):
 
 
 def test_unread_columns_are_counted_per_dataset(lf_data):
-    assert unused(scan(lf_data, dataset="toolcall")) == {"tools": ("tools", 2)}
+    assert unused(scan(lf_data, dataset="toolcall")) == {}  # tools is read for SFT (tests/test_data_tools.py)
     assert unused(scan(lf_data, dataset="mllm")) == {"images": ("images", 2)}
     assert unused(scan(lf_data, dataset="kto")) == {"kto_tag": ("label", 1)}
     assert unused(scan(lf_data, dataset="plain")) == {"id": ("id", 4)}
@@ -83,18 +84,14 @@ def test_unread_columns_are_counted_per_dataset(lf_data):
     assert "column 'kto_tag' (key 'label')" in kto.message and "read by stage kto only" in kto.message
 
 
-def test_tool_turns_are_refused_naming_the_cause(lf_data):
+def test_tool_turns_load_for_sft(lf_data):
     loaded = scan(lf_data, dataset="toolcall")
-    [error] = [p for p in loaded.problems if p.severity == "error"]
-    assert "'function_call' turn: a tool call (function calling)" in error.message
-    assert (error.record, error.field) == ("line 1", "conversations[1].from") and "tool calling" in error.fix
-    assert len(loaded.conversations) == 2  # the plain chats still load
+    assert [p for p in loaded.problems if p.severity == "error"] == []
+    assert len(loaded.conversations) == 3 and loaded.conversations[0].messages[1]["tool_calls"]
+    assert loaded.conversations[1].tools and loaded.conversations[2].tools is None  # an empty cell carries nothing
 
 
 @pytest.mark.parametrize("message, says, field", [
-    ({"role": "assistant", "content": None, "tool_calls": [{"type": "function", "function": {"name": "f"}}]},
-     "assistant message with tool_calls: an OpenAI tool call", "messages[1].role"),
-    ({"role": "tool", "content": "42", "tool_call_id": "call_1"}, "'tool' turn: a tool's result", "messages[1].role"),
     ({"role": "assistant", "content": None}, "'messages[1].content' is null: the message has no text",
      "messages[1].content"),
     ({"role": "assistant", "content": [{"type": "image_url", "image_url": {"url": "x.png"}}]},
@@ -135,8 +132,8 @@ def test_training_refuses_an_unused_column_until_it_is_ignored(lf_data):
     assert "'images' (2 record(s)" in err.value.message and "ignore_columns: [id,images]" in err.value.fix
     loaded = check_data(DataConfig(path=str(lf_data), dataset="mllm,plain", ignore_columns=["images", "id"]))
     assert len(loaded.conversations) == 6
-    with pytest.raises(DataError, match="a tool call"):  # ignoring the tools column does not make tool turns trainable
-        check_data(DataConfig(path=str(lf_data), dataset="toolcall", ignore_columns=["tools"]))
+    # tools is no longer a column left out: the tool-calling dataset passes without ignore_columns
+    assert len(check_data(DataConfig(path=str(lf_data), dataset="toolcall")).conversations) == 3
 
 
 def test_data_check_warns_and_ignored_columns_become_notes(lf_data):

@@ -6,8 +6,9 @@
 
 It never raises for bad data (problems are in the report); it raises AirlockError only for a bad request, such
 as a --model that is not installed. A model without a chat template (and no chat_template given) is an error in
-the report: training could not render the data. Columns no format reads are warnings (appliance/data/columns.py);
-those named in `ignore_columns` become notes, as training with data.ignore_columns would leave them out.
+the report: training could not render the data; so is tool-calling data with a template that knows no tools.
+Columns no format reads are warnings (appliance/data/columns.py); those named in `ignore_columns` become notes,
+as training with data.ignore_columns would leave them out.
 `stage` reads the data as that training stage would: pt as documents (no chat template; every token trained, an
 EOS after each), kto with KTO's label (the note counts desirable and undesirable answers).
 """
@@ -19,7 +20,8 @@ from pathlib import Path
 from ..errors import AirlockError
 from . import clean, pretrain, template
 from .problems import Problem
-from .render import IGNORE, render, segments
+from .render import IGNORE, no_tool_support, render, segments
+from .tools import no_tool_support_fix, supports_tools
 
 
 @dataclass
@@ -125,6 +127,11 @@ def check(path, format: str = "auto", dataset: str | None = None, model: str | N
             "error", report.model or "tokenizer", "the model has no chat template and none is given: training "
             "cannot render the conversations", fix="give one with --chat-template (data.chat_template when "
             "training): a catalog model id whose template fits, or a .jinja file; or use an instruct/chat model"))
+        return report
+    if any(c.uses_tools for c in convs) and not supports_tools(tokenizer.chat_template):
+        first = next(c for c in convs if c.uses_tools)
+        report.problems.append(Problem("error", first.source, no_tool_support(report.model or "the model"),
+                                       fix=no_tool_support_fix()))
         return report
     try:
         lengths, trained = [], 0

@@ -23,7 +23,11 @@ def normalize(text: str) -> str:
 
 
 def key(conversation: Conversation, mode: str) -> str:
-    parts = [[m["role"], m["content"]] for m in conversation.messages]
+    # Tool calls and definitions count: the same words with another call are another example.
+    parts = [[m["role"], m["content"] + (json.dumps(m["tool_calls"], sort_keys=True) if m.get("tool_calls") else "")]
+             for m in conversation.messages]
+    if conversation.tools:
+        parts.append(["tools", json.dumps(conversation.tools, sort_keys=True)])
     parts += [["chosen", conversation.chosen or ""], ["rejected", conversation.rejected or ""]]
     if mode == "normalized":
         parts = [[role, normalize(text)] for role, text in parts]

@@ -1,11 +1,11 @@
 """Dataset columns training does not read: each one counted and named, and training refused until it is accepted.
 
-LLaMA-Factory's dataset_info.json can declare columns Airlock does not train on (tools, images, videos, audios;
-kto_tag outside stage kto), and records often carry keys no format reads (an "id", a "source", a message's
-"weight"). Nothing is dropped in silence: while loading, `Tally` counts the records that carry a value in each
-such column; `airlock data check` prints one warning per column (how many records, why, what to do), and
-`refuse_unused` stops training unless data.ignore_columns names the column, so leaving it out is a decision
-someone made.
+LLaMA-Factory's dataset_info.json can declare columns Airlock does not train on (images, videos, audios; kto_tag
+outside stage kto; tools beside alpaca records), and records often carry keys no format reads (an "id", a
+"source", a message's "weight"). Nothing is dropped in silence: while loading, `Tally` counts the records that
+carry a value in each such column; `airlock data check` prints one warning per column (how many records, why,
+what to do), and `refuse_unused` stops training unless data.ignore_columns names the column, so leaving it out is
+a decision someone made.
 
 The tables below (LLaMA-Factory's dataset_info.json entry keys, columns and tags, each with what Airlock does with
 it) are also the source of docs/llamafactory.md.
@@ -32,12 +32,19 @@ COLUMNS = {
     "system": ("supported", "the system prompt (read as \"system\" even when unmapped)"),
     "chosen": ("supported", "preference data (\"ranking\": true): the preferred answer"),
     "rejected": ("supported", "preference data (\"ranking\": true): the rejected answer"),
-    "tools": ("refused", "tool definitions for function calling: Airlock does not train tool use"),
+    "tools": ("supported", "sharegpt/openai: the tool definitions (a JSON list of function schemas), rendered by the "
+                          "chat template with the function_call / observation turns; stage sft only (dpo and kto "
+                          "refuse tool use), and the template must render tools"),
     "images": ("refused", MEDIA),
     "videos": ("refused", MEDIA),
     "audios": ("refused", MEDIA),
     "kto_tag": ("supported", "stage kto: true marks the final answer desirable, false undesirable; any other stage "
                             "refuses a dataset carrying it unless data.ignore_columns names it"),
+}
+# Columns only some formats read: name -> why a record of another format carrying it is counted as left out
+FORMAT_ONLY = {
+    "tools": "tool definitions are read with sharegpt/openai records, whose turns hold the tool calls; an alpaca "
+             "record has no turn to call a tool in",
 }
 # Columns only some stages read: name -> why another stage must not leave it out unasked
 STAGE_ONLY = {
@@ -53,10 +60,10 @@ TAGS = {
     "user_tag": ("supported", "the user's role name"),
     "assistant_tag": ("supported", "the assistant's role name"),
     "system_tag": ("supported", "the system role name"),
-    "observation_tag": ("refused", "a tool's result: records with such turns are refused by name (tool use is "
-                                   "not trained)"),
-    "function_tag": ("refused", "a tool call: records with such turns are refused by name (tool use is not "
-                                "trained)"),
+    "observation_tag": ("supported", "a tool's result (role tool; masked, not trained); stages dpo and kto refuse "
+                                     "such turns by name"),
+    "function_tag": ("supported", "a tool call (an assistant turn with tool_calls; trained); stages dpo and kto "
+                                  "refuse such turns by name"),
 }
 
 HUB = ("{}; this host is offline: an entry without file_name is an error, and beside file_name it is not used "
@@ -84,7 +91,7 @@ ENTRY_KEYS = {
 
 # What a user can do about each LLaMA-Factory column Airlock does not read (unknown keys get UNKNOWN_TODO).
 TODO = {
-    "tools": "train without the tool definitions only if the records have no tool calls",
+    "tools": "write tool-calling data as sharegpt (function_call / observation turns) or openai (tool_calls) records",
     "images": "train on the text alone",
     "videos": "train on the text alone",
     "audios": "train on the text alone",
@@ -107,6 +114,8 @@ class Unused:
     def reason(self) -> str:
         if self.name in STAGE_ONLY:
             return STAGE_ONLY[self.name]
+        if self.name in FORMAT_ONLY:
+            return FORMAT_ONLY[self.name]
         known = COLUMNS.get(self.name)
         return known[1] if known and known[0] == "refused" else "no format reads this key"
 
@@ -172,7 +181,7 @@ def _used(rec: dict, family: str, c: Columns) -> set:
     if family == "alpaca":
         keys = {c.prompt, c.query, c.response, c.history, c.system}
     else:
-        keys = {c.messages or ("messages" if "messages" in rec else "conversations"), c.system}
+        keys = {c.messages or ("messages" if "messages" in rec else "conversations"), c.system, c.tools}
     if c.ranking:
         keys |= {c.chosen, c.rejected}
     if c.kto_tag:
@@ -181,12 +190,12 @@ def _used(rec: dict, family: str, c: Columns) -> set:
 
 
 def _turn_keys(turn: dict, c: Columns) -> set:
-    """The keys of one message the format reads; tool-call keys are refused by name elsewhere, not counted here."""
+    """The keys of one message the format reads, tool-call keys included (appliance/data/tools.py)."""
     if c.tags is not None:
         keys = {c.tags.get("role_tag", "from"), c.tags.get("content_tag", "value")}
     else:
         keys = {"from", "value"} if "from" in turn or "value" in turn else {"role", "content"}
-    return keys | {"tool_calls", "function_call", "tool_call_id"}
+    return keys | {"tool_calls", "function_call", "tool_call_id", "name"}
 
 
 def refuse_unused(unused: list[Unused], ignore: list[str], where: str) -> None:

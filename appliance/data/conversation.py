@@ -9,6 +9,9 @@ ROLES = ("system", "user", "assistant")
 class Conversation:
     """messages: [{"role": "system"|"user"|"assistant", "content": str}, ...]; source: "file:line" or "file:record N".
 
+    Tool-calling records (appliance/data/tools.py) add assistant messages with `tool_calls`, role "tool" messages
+    (a tool's result) and `tools`, the function schemas the chat template renders (None: the record has none).
+
     Preference (ranking) records keep the prompt in `messages` (ending with a user turn) and the two candidate
     replies in `chosen`/`rejected`; `for_sft()` gives the conversation with the chosen reply as the answer.
     `dataset` is the dataset_info.json key it was read under ("" for a plain file): max_samples and mixing work
@@ -21,11 +24,17 @@ class Conversation:
     rejected: str | None = None
     dataset: str = ""
     kto_tag: bool | None = None
+    tools: list[dict] | None = None
 
     def for_sft(self) -> list[dict]:
         if self.chosen is not None and (not self.messages or self.messages[-1]["role"] != "assistant"):
             return self.messages + [{"role": "assistant", "content": self.chosen}]
         return self.messages
+
+    @property
+    def uses_tools(self) -> bool:
+        """Whether rendering needs a template that knows tools (definitions, calls or results)."""
+        return bool(self.tools) or any(m["role"] == "tool" or m.get("tool_calls") for m in self.messages)
 
     @property
     def turns(self) -> int:

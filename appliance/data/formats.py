@@ -6,8 +6,9 @@ Formats (as LLaMA-Factory defines them; `Columns` holds its dataset_info.json co
 - openai:   {"messages": [{"role": "system"|"user"|"assistant", "content"}]} (ShareGPT with other tags)
 Preference data ("ranking") adds "chosen"/"rejected" (alpaca: strings; sharegpt: one message each).
 KTO data (stage kto) adds a boolean label in the `kto_tag` column: true = the final answer is desirable.
-Tool-use turns (function_call, observation, tool, tool_calls) and non-text content are refused with the cause
-named (appliance/data/turns.py); a content list of text parts is joined.
+Tool calling (a "tools" column, function_call / observation turns, OpenAI's tool_calls and role "tool") is read
+into transformers' chat format for SFT (appliance/data/tools.py); DPO and KTO refuse it by name. Non-text content
+is refused with the cause named (appliance/data/turns.py); a content list of text parts is joined.
 """
 
 import json
@@ -16,7 +17,8 @@ from dataclasses import dataclass, field
 from .conversation import Conversation
 from .files import json_kind
 from .problems import Problems
-from .turns import TOOL_USE_FIX, message_text, not_text, tool_use
+from .tools import TOOL_STAGE_FIX, call_message, describe, parse_tools, result_message, tool_kind
+from .turns import message_text, not_text
 
 FORMATS = ("alpaca", "sharegpt", "openai")
 OPENAI_ROLES = ("system", "user", "assistant")
@@ -38,6 +40,7 @@ class Columns:
     chosen: str = "chosen"
     rejected: str = "rejected"
     kto_tag: str = ""  # the key of KTO's desirable/undesirable label; "" = not read (only stage kto reads it)
+    tools: str = "tools"  # sharegpt/openai: the tool definitions (a JSON list of function schemas)
     # None = accept both spellings (from/value with human/gpt, role/content with user/assistant)
     tags: dict | None = None
     # What the dataset_info.json entry says beyond the fields read: its key ("" for a plain file), the columns
@@ -47,7 +50,7 @@ class Columns:
     num_samples: int | None = None
 
     def role_map(self) -> dict[str, str]:
-        """Role name in the file -> the slot it speaks in (system/user/assistant); tool roles are refused earlier."""
+        """Role name in the file -> the slot it speaks in (system/user/assistant); tool roles are read earlier."""
         if self.tags is None:
             return {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
         t = self.tags
@@ -90,6 +93,17 @@ def _check_order(messages: list[dict], problems: Problems, file, where, field_of
     expected = "user"
     for i, msg in enumerate(messages):
         role = msg["role"]
+        if role == "tool":
+            # A tool's result answers the tool call before it (several results follow parallel calls); in the
+            # alternation it stands where the user would.
+            before = messages[i - 1] if i else {}
+            if before.get("role") == "tool":
+                continue
+            if not before.get("tool_calls"):
+                problems.error(file, "a tool's result with no tool call before it", where, field_of(i),
+                               fix="put the function_call (assistant tool_calls) turn before the result")
+            expected = "assistant"
+            continue
         if role == "system":
             if i != 0:
                 problems.error(file, "system message after the conversation started", where, field_of(i),
@@ -114,6 +128,9 @@ def _check_order(messages: list[dict], problems: Problems, file, where, field_of
         if non_system[-1]["role"] != "user":
             problems.error(file, "a preference record's conversation must end with the user turn", where,
                            field_of(len(messages) - 1), fix="put the candidate answers in chosen/rejected only")
+    elif non_system[-1]["role"] == "tool":
+        problems.error(file, "conversation ends with a tool's result (there is no answer to learn)", where,
+                       field_of(len(messages) - 1), fix="add the assistant's answer or the next tool call")
     elif non_system[-1]["role"] != "assistant":
         problems.error(file, "conversation ends with a user turn (there is no answer to learn)", where,
                        field_of(len(messages) - 1), fix="add the assistant's answer or remove the last user turn")
@@ -121,7 +138,7 @@ def _check_order(messages: list[dict], problems: Problems, file, where, field_of
 
 def _check_empty(messages, problems, file, where, field_of) -> None:
     for i, msg in enumerate(messages):
-        if msg["content"].strip():
+        if msg["content"].strip() or msg.get("tool_calls") or msg["role"] == "tool":
             continue
         if msg["role"] == "assistant":
             problems.error(file, "empty answer", where, field_of(i), fix="write the answer or remove the record")
@@ -244,11 +261,17 @@ def from_sharegpt(rec: dict, columns: Columns, problems: Problems, file, where) 
             problems.error(file, f"message has no '{role_tag}' (who is speaking)", where, name,
                            fix=f"add \"{role_tag}\": one of {', '.join(sorted(roles))}")
             continue
-        tool = tool_use(turn, role, c.tags)
-        if tool:  # one refusal names the cause; the rest of the record is the same tool exchange
-            problems.error(file, f"{tool}; Airlock does not train tool use", where, f"{name}.{role_tag}",
-                           fix=TOOL_USE_FIX)
+        kind = tool_kind(turn, role, c.tags)
+        if kind and (c.ranking or c.kto_tag):  # one refusal names the cause; the rest is the same exchange
+            problems.error(file, f"{describe(turn, role)}; {'DPO' if c.ranking else 'KTO'} does not train tool use",
+                           where, f"{name}.{role_tag}", fix=TOOL_STAGE_FIX)
             return None
+        if kind:
+            msg = _tool_message(turn, kind, role, content_tag, problems, file, where, name)
+            if msg is not None:
+                messages.append(msg)
+                positions.append(i)
+            continue
         if role not in roles:
             # Name the roles of the spelling this record uses (OpenAI role/content or ShareGPT from/value).
             known = sorted(roles) if c.tags is not None else OPENAI_ROLES if role_tag == "role" else SHAREGPT_ROLES
@@ -270,6 +293,10 @@ def from_sharegpt(rec: dict, columns: Columns, problems: Problems, file, where) 
             return key
         return c.system if positions[i] < 0 else f"{key}[{positions[i]}]"
 
+    tools = parse_tools(rec.get(c.tools), problems, file, where, c.tools)
+    if tools and (c.ranking or c.kto_tag):
+        problems.error(file, f"the record has tool definitions ('{c.tools}'); {'DPO' if c.ranking else 'KTO'} does "
+                             "not train tool use", where, c.tools, fix=TOOL_STAGE_FIX)
     if len(problems.errors) > before:
         return None
     _check_empty(messages, problems, file, where, field_of)
@@ -281,7 +308,23 @@ def from_sharegpt(rec: dict, columns: Columns, problems: Problems, file, where) 
     desirable = kto_label(rec, c, problems, file, where)
     if len(problems.errors) > before:
         return None
-    return Conversation(messages, source=f"{file}:{where}", chosen=chosen, rejected=rejected, kto_tag=desirable)
+    return Conversation(messages, source=f"{file}:{where}", chosen=chosen, rejected=rejected, kto_tag=desirable,
+                        tools=tools)
+
+
+def _tool_message(turn, kind, role, content_tag, problems, file, where, name) -> dict | None:
+    """A tool call (assistant message with tool_calls) or a tool's result (role "tool"); None after an error."""
+    present = content_tag in turn
+    if kind == "result":
+        content = message_text(turn.get(content_tag), present, problems, file, where, f"{name}.{content_tag}")
+        return None if content is None else result_message(turn, content)
+    text = ""
+    if (turn.get("tool_calls") or turn.get("function_call")) and turn.get(content_tag) is not None:
+        # OpenAI: content beside the calls is what the assistant says first; null means nothing.
+        text = message_text(turn.get(content_tag), present, problems, file, where, f"{name}.{content_tag}")
+        if text is None:
+            return None
+    return call_message(turn, content_tag, text, problems, file, where, name)
 
 
 def kto_label(rec: dict, c: Columns, problems: Problems, file, where) -> bool | None:

@@ -6,7 +6,8 @@
 Called by `airlock train --from-llamafactory` (and meant for appliance.train.preflight) so a config mistake never
 leaves a failed job behind: the dataset and its dataset_info.json entries exist, every record converts, no column
 would be left out that data.ignore_columns does not name, interleave_probs match the datasets, and the chat
-template resolves (with `model_dir`: the model has one, or data.chat_template gives one). Stage pt reads documents
+template resolves (with `model_dir`: the model has one, or data.chat_template gives one) and, for tool-calling
+records, renders tools. Stage pt reads documents
 (appliance/data/pretrain.py) and renders no chat template, so it needs none; stage kto reads KTO's label. It reads
 the whole dataset once, as `airlock data check` does, and loads no tokenizer.
 """
@@ -16,7 +17,7 @@ from .columns import refuse_unused
 from .config import DataConfig
 from .load import Loaded
 from .pretrain import load_for_stage
-from .template import require, resolve
+from .template import require, require_tools, resolve
 
 
 def check_data(cfg: DataConfig, model_dir=None, stage: str = "sft") -> Loaded:
@@ -33,4 +34,6 @@ def check_data(cfg: DataConfig, model_dir=None, stage: str = "sft") -> Loaded:
         resolve(cfg.chat_template)  # not rendered with, but a template given must exist (the output carries it)
     else:
         require(model_dir, cfg.chat_template)
+        if any(c.uses_tools for c in loaded.conversations):  # not mid-training: a template without tools is known now
+            require_tools(model_dir, cfg.chat_template)
     return loaded

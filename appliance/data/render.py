@@ -1,6 +1,8 @@
 """render(): one Conversation -> (input_ids, labels) with the model's own chat template; -100 masks a token.
 
-train_on="assistant" trains every assistant reply, "last" only the final one, "all" every token. A trained reply
+train_on="assistant" trains every assistant reply, "last" only the final one, "all" every token. Tool calls are
+assistant replies (trained); a tool's result is masked like a user turn. A conversation's `tools` go to every
+render; a template that never mentions tools is refused rather than rendering the calls away. A trained reply
 includes the template's end-of-turn token (e.g. <|im_end|>) so the model learns to stop.
 
 How the spans are found: the template renders messages[:i] with the generation prompt and messages[:i+1]; the
@@ -13,14 +15,29 @@ trains only the last reply, which is always well-defined.
 
 from ..errors import AirlockError
 from .conversation import Conversation
+from .tools import no_tool_support_fix, supports_tools
 
 IGNORE = -100
 
 
-def _render(tokenizer, messages, generation_prompt=False) -> str:
+def _render(tokenizer, messages, tools=None, generation_prompt=False) -> str:
     if not messages:
         return ""
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+    # Every render of a conversation (prefixes too) gets the same tools, or the prefixes would not line up.
+    extra = {"tools": tools} if tools else {}
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt, **extra)
+
+
+def require_tool_support(conversation: Conversation, tokenizer) -> None:
+    """Refuse a tool-calling conversation for a template that never mentions tools: it would drop the calls."""
+    if conversation.uses_tools and not supports_tools(getattr(tokenizer, "chat_template", None)):
+        raise AirlockError(no_tool_support(str(getattr(tokenizer, "name_or_path", "") or "the tokenizer")),
+                           where=conversation.source, fix=no_tool_support_fix())
+
+
+def no_tool_support(model: str) -> str:
+    return (f"the chat template of {model} cannot render tool calls (it never mentions tools or tool_calls), "
+            "and the data has tool-calling records")
 
 
 def segments(conversation: Conversation, tokenizer, train_on: str = "assistant") -> list[tuple[str, bool]]:
@@ -29,8 +46,9 @@ def segments(conversation: Conversation, tokenizer, train_on: str = "assistant")
         raise AirlockError("the tokenizer has no chat template", where=str(getattr(tokenizer, "name_or_path", "")),
                            fix="use an instruct/chat model (see `airlock models`) or add chat_template to "
                                "tokenizer_config.json")
-    messages = conversation.for_sft()
-    full = _render(tokenizer, messages)
+    require_tool_support(conversation, tokenizer)
+    messages, tools = conversation.for_sft(), conversation.tools
+    full = _render(tokenizer, messages, tools)
     if train_on == "all":
         return [(full, True)]
     replies = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
@@ -38,10 +56,10 @@ def segments(conversation: Conversation, tokenizer, train_on: str = "assistant")
         replies = replies[-1:]
     spans = []
     for i in replies:
-        before = _render(tokenizer, messages[:i], generation_prompt=True)
-        upto = _render(tokenizer, messages[: i + 1])
+        before = _render(tokenizer, messages[:i], tools, generation_prompt=True)
+        upto = _render(tokenizer, messages[: i + 1], tools)
         if not (upto.startswith(before) and full.startswith(upto)):
-            return _last_reply_only(tokenizer, messages, full, replies)
+            return _last_reply_only(tokenizer, messages, tools, full, replies)
         spans.append((len(before), _end_of_turn(before, upto)))
     return _cut(full, spans)
 
@@ -63,12 +81,12 @@ def _cut(text: str, spans) -> list[tuple[str, bool]]:
     return pieces
 
 
-def _last_reply_only(tokenizer, messages, full, replies) -> list[tuple[str, bool]]:
+def _last_reply_only(tokenizer, messages, tools, full, replies) -> list[tuple[str, bool]]:
     last = replies[-1] if replies else None
     if last is None:
         return [(full, False)]
-    before = _render(tokenizer, messages[:last], generation_prompt=True)
-    upto = _render(tokenizer, messages[: last + 1])
+    before = _render(tokenizer, messages[:last], tools, generation_prompt=True)
+    upto = _render(tokenizer, messages[: last + 1], tools)
     if not upto.startswith(before):
         raise AirlockError("the chat template renders a reply inconsistently (the prompt with the generation "
                            "prompt is not a prefix of the prompt plus reply)",

@@ -7,7 +7,8 @@
 `apply(tokenizer, setting)` sets it on the tokenizer before rendering, so the adapter or model a job saves
 carries the template it was trained with (merge, export and chat then use the same one). `stored(model_dir)`
 reads a model's own template from its files without loading transformers, for checks before a job exists.
-A relative file path is taken from the current directory.
+A relative file path is taken from the current directory. `require_tools` refuses, before a job exists, a template
+that cannot render the tool-calling records a dataset holds.
 """
 
 import json
@@ -89,3 +90,18 @@ def require(model_dir, setting: str) -> None:
         raise AirlockError("the model has no chat template and data.chat_template gives none", where=str(model_dir),
                            fix="set data.chat_template to a catalog model id whose template fits (e.g. the instruct "
                                "model of the same family) or a .jinja file, or use an instruct/chat model")
+
+
+def require_tools(model_dir, setting: str) -> None:
+    """Before a job whose data has tool calls: the template it renders with knows tools (appliance/data/tools.py)."""
+    from .render import no_tool_support
+    from .tools import no_tool_support_fix, supports_tools
+
+    text, what = resolve(setting)
+    if text is None:
+        if model_dir is None:
+            return  # the model is not known here: rendering refuses it (appliance/data/render.py)
+        text, what = stored(model_dir), str(model_dir)
+    if not supports_tools(text):
+        raise AirlockError(no_tool_support(what), where=WHERE if (setting or "").strip() else str(model_dir),
+                           fix=no_tool_support_fix())

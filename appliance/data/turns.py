@@ -1,10 +1,6 @@
-"""What one ShareGPT/OpenAI message may hold: text content, and a refusal that names tool-use and media turns.
+"""What one ShareGPT/OpenAI message may hold: text content, and a refusal that names media turns.
 
-Airlock trains plain conversations: system, user and assistant turns of text. Records written for function
-calling (LLaMA-Factory's function_call / observation turns, OpenAI's tool_calls and role "tool") cannot be
-rendered faithfully by a chat template without their tool definitions, and folding them into plain text would
-teach the model something else, so they are refused with the cause named instead of failing later as a
-"missing field" or "two user turns in a row".
+Tool-use turns (function_call / observation, tool_calls, role "tool") are read by appliance/data/tools.py.
 
 A multi-part content list whose parts are all text ([{"type": "text", "text": ...}, ...]) is joined as written,
 with no separator: chat templates that accept such lists render the parts back to back. Any other part (an
@@ -13,28 +9,6 @@ image, audio) is refused by its type.
 
 from .files import json_kind
 from .problems import Problems
-
-TOOL_USE_FIX = ("remove the tool-use records (or leave their dataset out): Airlock trains plain user/assistant "
-                "conversations, not tool calling")
-
-# Role names that mean a tool call or a tool's result when a dataset_info.json entry gives no tags.
-CALL_ROLES = ("function_call",)
-RESULT_ROLES = ("observation", "tool", "function")
-
-
-def tool_use(turn: dict, role: str, tags: dict | None) -> str | None:
-    """Why this message is a tool-use turn, in words ("'function_call' turn: a tool call"), or None."""
-    calls = CALL_ROLES if tags is None else (tags.get("function_tag", "function_call"),)
-    results = RESULT_ROLES if tags is None else (tags.get("observation_tag", "observation"),)
-    if role in calls:
-        return f"'{role}' turn: a tool call (function calling)"
-    if role in results:
-        return f"'{role}' turn: a tool's result (function calling)"
-    if turn.get("tool_calls"):
-        return f"{role} message with tool_calls: an OpenAI tool call"
-    if turn.get("function_call"):
-        return f"{role} message with function_call: an OpenAI function call"
-    return None
 
 
 def message_text(value, present: bool, problems: Problems, file, where, name) -> str | None:

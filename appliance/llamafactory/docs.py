@@ -54,9 +54,13 @@ RECORDS = """## Records
 - Keys no format reads (an `id`, a `source`, a message's `weight`) are counted like the refused columns above:
   `airlock data check` warns with the number of records carrying each, and training stops unless
   `data.ignore_columns` names it (`--set data.ignore_columns=id`). Empty values (`""`, `[]`, null) do not count.
-- Tool-use turns are refused by name, record by record: `function_call` / `observation` turns (ShareGPT),
-  `tool_calls` / `function_call` on a message and `role: tool` / `role: function` (OpenAI). Airlock trains
-  plain user/assistant conversations; folding tool calls into plain text would teach something else.
+- Tool calling trains with stage sft: the `tools` column (a JSON list of function schemas), `function_call`
+  turns (value: JSON `{"name", "arguments"}`) and `observation` turns (ShareGPT), or `tools`, `tool_calls` on an
+  assistant message and `role: tool` messages (OpenAI), are rendered by the model's own chat template
+  (`apply_chat_template(messages, tools=...)`). Tool calls are trained like assistant replies; tool results are
+  masked like user turns. A template that never mentions tools is refused before training (use a tool-capable
+  model, or `data.chat_template` with a Jinja file that renders tools); stages dpo and kto refuse tool-use
+  turns by name.
 - A message whose `content` is null is refused as such ("is null: the message has no text").
 - A multi-part `content` list whose parts are all text (`{"type": "text", "text": ...}`) is joined as written,
   with no separator; any other part (`image_url`, `input_audio`, ...) is refused by its type.

@@ -142,7 +142,9 @@ TRAIN_KEYS: dict[str, dict[str, Key]] = {
         "streaming": U("datasets are read into memory"),
         "buffer_size": N("streaming only"),
         "tokenized_path": U("Airlock tokenizes from the dataset files (and caches the result itself)"),
-        "media_dir": U(MULTIMODAL), "tool_format": U("tool use is not trained"),
+        "media_dir": U(MULTIMODAL),
+        "tool_format": U("tool calls are rendered by the model's own chat template (or data.chat_template), not "
+                         "by LLaMA-Factory's tool formats"),
         "eval_on_each_dataset": U("one evaluation set"),
         "overwrite_cache": N("the tokenized cache is keyed by the data, tokenizer and settings"),
         "preprocessing_num_workers": N("tokenizing runs in one process"),
