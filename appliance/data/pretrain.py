@@ -43,11 +43,13 @@ READ_BY = {"ranking": ("chosen/rejected preference pairs", "dpo"), "kto_tag": ("
 @dataclass
 class Document:
     """One pre-training document. `dataset` is its dataset_info.json key ("" for a plain file): max_samples and
-    mixing work per dataset. `messages`, `chosen` and `rejected` let dedupe compare documents as conversations."""
+    mixing work per dataset. `messages`, `tools`, `chosen` and `rejected` let dedupe compare documents as
+    conversations."""
 
     text: str
     source: str = ""
     dataset: str = ""
+    tools = None
     chosen = None
     rejected = None
 
