@@ -130,7 +130,7 @@ class HFSession(ChatSession):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from .merge import base_of, check_adapter_dir, check_model_dir, resolve_source
+        from .sources import base_of, check_adapter_dir, check_model_dir, resolve_source, tokenizer_dir
 
         if threads:
             torch.set_num_threads(threads)
@@ -142,7 +142,7 @@ class HFSession(ChatSession):
             check_adapter_dir(src.path)
             base = base_of(src)
             model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), src.path)
-            tok_dir = src.path if (src.path / "tokenizer_config.json").is_file() else base
+            tok_dir = tokenizer_dir(src.path, base)
         else:
             check_model_dir(src.path)
             model = AutoModelForCausalLM.from_pretrained(src.path)

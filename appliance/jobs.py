@@ -9,11 +9,11 @@ A job is `jobs_dir()/<job_id>/` with
 plus whatever the kind writes (training: checkpoints/, adapter/ or model/).
 
 Any kind of work (train, export, install) uses the same machinery: `create_job(kind, config, argv, name, runner)`
-writes the directory, `start_detached(job)` starts `python -m appliance.jobs run <job dir>` in its own session
-(stdin /dev/null, output to log.txt), which imports the runner and calls `runner(job)`. The runner reports through
-`job.set_status(...)` and `job.append_metrics(...)`. `stop(job)` sends SIGTERM (the runner saves and marks itself
-`stopped`), then SIGKILL after a grace period. A job whose status says it runs while its process is gone is
-reported as `crashed` (see Job.status).
+writes the directory, `start_detached(job)` starts `python -m appliance.jobrunner <job dir>` in its own session
+(stdin /dev/null, output to log.txt), which imports the runner and calls `runner(job)`. The runner reports
+through `job.set_status(...)` and `job.append_metrics(...)`. `stop(job)` sends SIGTERM (the runner saves and marks
+itself `stopped`), then SIGKILL after a grace period. A job whose status says it runs while its process is gone is
+reported as `crashed` (see Job.status). The names of what a kind writes are appliance.sources' job layout.
 """
 
 import os
@@ -197,7 +197,7 @@ def find_job(ref: str) -> Job:
 
 
 def runner_argv(job: Job) -> list[str]:
-    return [sys.executable, "-m", "appliance.jobs", "run", str(job.path)]
+    return [sys.executable, "-m", "appliance.jobrunner", str(job.path)]
 
 
 LOCK = "runner.lock"  # one runner per job: an flock held for the runner's whole life (the OS drops it at exit)
@@ -228,7 +228,7 @@ def lock_runner(job: Job, exiting_grace_s: float = 15.0) -> int:
                                fix=f"follow it with `airlock jobs logs -f {job.id}`, or `airlock jobs stop {job.id}`")
 
 
-def _note_holder(fd: int, pid: int) -> None:
+def note_holder(fd: int, pid: int) -> None:
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{pid}\n".encode(), 0)
 
@@ -246,7 +246,7 @@ def start_detached(job: Job) -> int:
             proc = subprocess.Popen(runner_argv(job), stdin=devnull, stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True, close_fds=True, pass_fds=(fd,), cwd=os.getcwd(),
                                     env=dict(os.environ, **{LOCK_FD_ENV: str(fd)}))
-        _note_holder(fd, proc.pid)
+        note_holder(fd, proc.pid)
         # Record the pid at once, so `jobs stop` works even before the runner writes its first status.
         job.set_status(pid=proc.pid)
     finally:
@@ -332,89 +332,3 @@ def _kill_tree(pid: int) -> None:
     psutil.wait_procs(descendants, timeout=30)
     while pid_alive(pid):
         time.sleep(0.1)
-
-
-def _resolve(spec: str):
-    import importlib
-
-    module, _, attr = spec.partition(":")
-    return getattr(importlib.import_module(module), attr)
-
-
-class StopRequested(Exception):
-    """Raised in the runner when a stop arrives before there is anything to checkpoint."""
-
-
-def _raise_stop(signum, frame):
-    raise StopRequested()
-
-
-def run(job: Job) -> int:
-    """Run a job in this process (what the detached child does): status, offline guard, errors to the log."""
-    import traceback
-
-    info = job.info
-    if info.get("kind") == "train":
-        _short_openmp_spin()
-    inherited = os.environ.pop(LOCK_FD_ENV, None)
-    try:
-        lock = int(inherited) if inherited else lock_runner(job)
-    except AirlockError as exc:  # another runner has it: leave its status alone
-        print(f"error: {exc.render()}", file=sys.stderr, flush=True)
-        return exc.exit_code
-    _note_holder(lock, os.getpid())
-    if info.get("offline", True):
-        from .offline import enforce_offline
-
-        enforce_offline()
-    job.set_status(state="running", pid=os.getpid(), message="started")
-    _audit(job, "start")
-    # A stop (SIGTERM) ends generic work at once; training replaces this handler with one that checkpoints first.
-    signal.signal(signal.SIGTERM, _raise_stop)
-    try:
-        _resolve(info["runner"])(job)
-    except StopRequested:
-        job.set_status(state="stopped", message="stopped on request")
-        _audit(job, "stop")
-        return 0
-    except AirlockError as exc:
-        print(f"error: {exc.render()}", file=sys.stderr, flush=True)
-        job.set_status(state="failed", message=exc.render())
-        _audit(job, "fail", error=exc.message)
-        return exc.exit_code
-    except BaseException as exc:  # the traceback goes to log.txt for a bug report
-        traceback.print_exc()
-        job.set_status(state="failed", message=f"{type(exc).__name__}: {exc}")
-        _audit(job, "crash", error=f"{type(exc).__name__}: {exc}")
-        return 1
-    state = job.raw_status().get("state")
-    if state in ACTIVE:
-        job.set_status(state="completed", message="done")
-    # training stops at a step boundary and returns normally: its final state says which end this was
-    _audit(job, {"stopped": "stop", "failed": "fail"}.get(state, "complete"))
-    return 0
-
-
-def _short_openmp_spin() -> None:
-    """Training only: torch's CPU kernels run on GNU OpenMP, whose idle threads spin 300,000 rounds before they
-    sleep. On a host shared with other CPU-hungry work those spinning threads take the cores the straggler thread
-    and the neighbour need: a LoRA step measured 7x slower beside a neighbour busy on every CPU, 3x with a short
-    spin, and no slower alone (`python -m bench busy`). Not for llama.cpp (chat, serve, export): one-token decodes
-    sync threads per operation, and a short spin halved single-stream tokens/s there. Set before torch loads
-    libgomp; an operator's own GOMP_SPINCOUNT or OMP_WAIT_POLICY wins."""
-    if "GOMP_SPINCOUNT" not in os.environ and "OMP_WAIT_POLICY" not in os.environ:
-        os.environ["GOMP_SPINCOUNT"] = "10000"
-
-
-def _audit(job: Job, event: str, **details) -> None:
-    """Every start and every end of a job's run goes to the audit log (kill -9 excepted: the resume records it)."""
-    from . import registry
-
-    st = job.raw_status()
-    registry.audit(f"{job.kind}.{event}", job=job.id, step=st.get("step"), **details)
-
-
-if __name__ == "__main__":  # python -m appliance.jobs run JOB_DIR
-    if len(sys.argv) != 3 or sys.argv[1] != "run":
-        sys.exit("usage: python -m appliance.jobs run JOB_DIR")
-    sys.exit(run(Job(Path(sys.argv[2]).resolve())))

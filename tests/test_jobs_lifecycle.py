@@ -1,6 +1,6 @@
 """Jobs are directories that outlive their process: detached start, status, stop, crash detection, the CLI.
 
-The runners below are tiny real workloads started as real detached processes (`python -m appliance.jobs run`).
+The runners below are tiny real workloads started as real detached processes (`python -m appliance.jobrunner`).
 """
 
 import json

@@ -144,7 +144,7 @@ def test_merge_refuses_bad_sources_clearly(tiny_model, run_offline, tmp_path, ca
 def test_merge_takes_a_job_by_name_or_prefix_as_jobs_commands_do(tiny_model, tmp_path, monkeypatch):
     """One rule for job references: `airlock merge tiny-lora` works where `airlock jobs stop tiny-lora` does."""
     from appliance.jobs import find_job
-    from appliance.merge import resolve_source
+    from appliance.sources import resolve_source
 
     job = tiny_lora_job()
     for ref in ("tiny-lora", job.name, job.name[:-2]):

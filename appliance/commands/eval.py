@@ -108,7 +108,7 @@ def run(args) -> int:
 
 def _registry_parent(model: str) -> str:
     """The registry id of the evaluated model: its job id when it came from a job, else the name as given."""
-    from ..merge import resolve_source
+    from ..sources import resolve_source
 
     src = resolve_source(model)
     return (src.provenance or {}).get("job_id") or (src.job_dir.name if src.job_dir else model)

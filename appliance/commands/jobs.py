@@ -2,6 +2,8 @@
 
 import json
 
+from .. import sources
+
 
 def register(sub) -> None:
     p = sub.add_parser("jobs", help="list, inspect, follow and stop jobs")
@@ -49,10 +51,10 @@ def show(args) -> int:
     job = find_job(args.job)
     metrics = job.metrics()
     details = {**job.info, "path": str(job.path), "status": job.status(),
-               "checkpoints": sorted((p.name for p in (job.path / "checkpoints").glob("checkpoint-*")),
+               "checkpoints": sorted((p.name for p in sources.checkpoints_dir(job.path).glob("checkpoint-*")),
                                      key=lambda n: int(n.rsplit("-", 1)[1])),
                "last_metrics": metrics[-1] if metrics else None,
-               "outputs": [d for d in ("adapter", "model") if (job.path / d).is_dir()]}
+               "outputs": [p.name for p in sources.outputs_of(job.path)]}
     if args.json:
         print(json.dumps(details, indent=2, default=str))
         return 0

@@ -198,7 +198,7 @@ def run(contenders: list[Contender], examples: list[Example], *, max_tokens: int
 def training_curve(ref: str) -> dict | None:
     """{"job", "points": [{step, loss, eval_loss}]} from the job that produced `ref`, when it came from one."""
     from ..jobs import Job
-    from ..merge import resolve_source
+    from ..sources import resolve_source
     from ..paths import jobs_dir
 
     try:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..atomic import check_writable, write_json
 from ..errors import AirlockError
+from ..sources import RESULT
 
 OPTIONS = ("types", "out", "system", "lora", "pre_tokenizer", "fidelity", "threads")
 
@@ -17,7 +18,7 @@ def start(source: str, argv: list[str], *, name: str | None = None, **options):
     """Check what can be checked at once (the source resolves, the output is writable), then start the export as
     a detached job. Returns the job."""
     from ..jobs import create_job, start_detached
-    from ..merge import resolve_source
+    from ..sources import resolve_source
     from .pipeline import default_out, parse_types
 
     unknown = set(options) - set(OPTIONS)
@@ -48,10 +49,10 @@ def run_job(job) -> None:
                              pre_tokenizer=cfg.get("pre_tokenizer"), fidelity=cfg.get("fidelity", True),
                              threads=cfg.get("threads"), log=lambda line: print(line, flush=True))
     except KeyboardInterrupt:
-        from ..jobs import StopRequested
+        from ..jobrunner import StopRequested
 
         raise StopRequested() from None
     summary = {"out_dir": str(result.out_dir), "files": {t: str(p) for t, p in result.files.items()},
                "fidelity": result.fidelity, "timings": result.timings}
-    write_json(job.path / "result.json", summary)
+    write_json(job.path / RESULT, summary)
     job.set_status(message=f"{len(result.files)} GGUF file(s) in {result.out_dir}", output=str(result.out_dir))

@@ -47,8 +47,8 @@ def for_model(name: str, *, base: str | None = None, base_dir: Path | None = Non
 
 
 def for_source(src, model_dir: Path) -> dict:
-    """The override for what `airlock export gguf SRC` converts (appliance.merge.Source) from `model_dir`."""
-    from ..merge import read_provenance
+    """The override for what `airlock export gguf SRC` converts (appliance.sources.Source) from `model_dir`."""
+    from ..sources import read_provenance
 
     prov = src.provenance or read_provenance(model_dir) or {}
     base = prov.get("base_model")

@@ -18,7 +18,8 @@ from .. import registry
 from ..atomic import check_writable, write_json, write_text
 from ..errors import AirlockError
 from ..hfcache import sha256_file
-from ..merge import Source, base_of, check_adapter_dir, check_model_dir, default_merge_out, merge, read_provenance, \
+from ..merge import merge
+from ..sources import GGUF, Source, base_of, check_adapter_dir, check_model_dir, default_merge_out, read_provenance, \
     resolve_source
 from ..paths import home
 from . import gguf, metadata, modelfile, pretokenizer
@@ -56,7 +57,7 @@ def parse_types(values: list[str] | None) -> list[str]:
 
 
 def default_out(src: Source) -> Path:
-    return src.job_dir / "gguf" if src.job_dir else home() / "exports" / src.name
+    return src.job_dir / GGUF if src.job_dir else home() / "exports" / src.name
 
 
 def export_gguf(source: str, types: list[str] | None = None, *, out: Path | None = None, system: str | None = None,

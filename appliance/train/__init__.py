@@ -5,13 +5,14 @@ config's stage (sft.py for sft and pt, dpo.py, kto.py: peers sharing common.py),
 worker.py, ranks.py), and pulls in the training stack (torch, transformers, peft, trl) only then.
 """
 
+from .. import sources
 from .config import TrainConfig, from_dict, load_config
 
 __all__ = ["TrainConfig", "from_dict", "load_config", "start", "resume"]
 
 
 def start(cfg: TrainConfig, argv: list[str], name: str | None = None):
-    """A new queued training job for `cfg` (run it with appliance.jobs.start_detached or jobs.run)."""
+    """A new queued training job for `cfg` (run it with appliance.jobs.start_detached or jobrunner.run)."""
     from .. import registry
     from ..jobs import create_job
 
@@ -31,7 +32,7 @@ def preflight(cfg: TrainConfig, *, hardware: bool = True, data: bool = True) -> 
     from .common import resolve_base
 
     if cfg.adapter:  # DPO from an SFT adapter (trained on the base it names unless model is set)
-        from ..merge import resolve_source
+        from ..sources import resolve_source
 
         resolve_source(cfg.adapter)
     base_dir = None
@@ -73,7 +74,7 @@ def resume(ref: str, from_checkpoint: int | None = None):
     if from_checkpoint is not None:
         from . import checkpoints
 
-        checkpoints.intact_checkpoint(job.path / "checkpoints", from_checkpoint)  # exists and is whole
+        checkpoints.intact_checkpoint(sources.checkpoints_dir(job.path), from_checkpoint)  # exists and is whole
         job.set_status(resume_from_step=from_checkpoint)
     from .. import registry
 

@@ -7,14 +7,13 @@ import json
 import shutil
 from pathlib import Path
 
-from .. import catalog, registry
+from .. import catalog, registry, sources
 from ..atomic import staged_dir
 from ..errors import AirlockError
 from ..hfcache import content_revision, resolve_model
 from . import checkpoints, ranks, resources
 from .config import TrainConfig
 
-PROVENANCE = "airlock_provenance.json"
 
 
 def resolve_base(name: str) -> tuple[str, Path, "catalog.ModelCard | None"]:
@@ -133,8 +132,7 @@ def save_result(trainer, job, cfg: TrainConfig, tokenizer, base_ref: str, proven
     """The last stage of every recipe: the adapter (adapter/) or the full model (model/) with the tokenizer and
     airlock_provenance.json, staged and renamed into the job directory by the host's local main rank; the
     registry records it with its lineage and the job is marked completed."""
-    kind = "model" if cfg.method == "full" else "adapter"
-    out = job.path / kind
+    out = sources.training_output(job.path, cfg.method)
     if ranks.is_local_main():
         job.set_status(message="saving")
         provenance["world_size"] = cfg.distributed.world_size
@@ -150,9 +148,9 @@ def save_result(trainer, job, cfg: TrainConfig, tokenizer, base_ref: str, proven
                 peft_model.peft_config["default"].base_model_name_or_path = base_ref
                 peft_model.save_pretrained(str(staging), save_embedding_layers=False)
             tokenizer.save_pretrained(str(staging))
-            (staging / PROVENANCE).write_text(json.dumps(provenance, indent=2, default=str) + "\n")
+            (staging / sources.PROVENANCE).write_text(json.dumps(provenance, indent=2, default=str) + "\n")
         steps = trainer.state.global_step
-        registry.record(kind, job.id, out, parents=parents, method=cfg.method, steps=steps, **record)
+        registry.record(out.name, job.id, out, parents=parents, method=cfg.method, steps=steps, **record)
         event, details = audit
         registry.audit(event, job=job.id, method=cfg.method, base_model=base_ref, output=str(out), **details)
         job.set_status(state="completed", step=steps, output=out.name, message=f"done: {out.name}/ written")

@@ -4,7 +4,7 @@ the job's runner process, so a distributed run is one job like any other.
     airlock train CONFIG --set distributed.nproc_per_node=2          # 2 ranks on this host
     airlock train CONFIG --node-rank 1 --master-addr 10.0.0.1        # this host's part of a 2-host run
 
-The runner (appliance.jobs.run) becomes the elastic agent of this host: it starts `python -m appliance.train.worker
+The runner (appliance.jobrunner.run) becomes the elastic agent of this host: it starts `python -m appliance.train.worker
 JOB_DIR` once per local rank, with torch's static rendezvous at master_addr:master_port and no restarts. Then:
   - a stop (`airlock jobs stop`, Ctrl-C on a foreground run) reaches the agent as SIGTERM; the agent passes it to
     every rank, the ranks agree on the step to stop at, save one checkpoint and exit; the job ends `stopped`;

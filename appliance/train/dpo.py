@@ -27,6 +27,7 @@ import dataclasses
 import random
 from pathlib import Path
 
+from .. import sources
 from ..atomic import write_json
 from ..errors import AirlockError
 from . import ranks, resources
@@ -105,7 +106,7 @@ def train(cfg, job, pref: Preference | None = None) -> Path | None:
     import transformers
     from transformers import AutoTokenizer, PrinterCallback
 
-    from ..merge import base_of, resolve_source
+    from ..sources import base_of, resolve_source, tokenizer_dir
     from .callbacks import JobReporter, StopFlag
     from .trainer import AirlockDPOTrainer
 
@@ -128,8 +129,7 @@ def train(cfg, job, pref: Preference | None = None) -> Path | None:
     print(f"DPO on {base_ref} ({base_path}) from {adapter_src.path if adapter_src else 'a fresh adapter'}; "
           f"method {cfg.method}, beta {pref.beta}, loss {pref.loss_type}, device {device}, {threads} threads",
           flush=True)
-    tokenizer = AutoTokenizer.from_pretrained(adapter_src.path if adapter_src and
-                                              (adapter_src.path / "tokenizer_config.json").is_file() else base_path)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir(adapter_src.path if adapter_src else None, base_path))
     from ..data.template import apply as apply_chat_template
 
     apply_chat_template(tokenizer, cfg.data.chat_template)  # trl renders the pairs with it; the adapter keeps it
@@ -138,7 +138,7 @@ def train(cfg, job, pref: Preference | None = None) -> Path | None:
     job.set_status(message="preparing preference pairs")
     rows, eval_rows, sha256 = load_pairs(cfg.data)
     if ranks.is_local_main():
-        write_json(job.path / "data_report.json", {"sha256": sha256, "pairs": len(rows), "eval_pairs": len(eval_rows)})
+        write_json(job.path / sources.DATA_REPORT, {"sha256": sha256, "pairs": len(rows), "eval_pairs": len(eval_rows)})
     print(f"data: {len(rows)} train / {len(eval_rows)} eval pairs, sha256 {sha256[:12]}", flush=True)
     train_set = datasets.Dataset.from_list(rows)
     eval_set = datasets.Dataset.from_list(eval_rows) if eval_rows else None
@@ -153,7 +153,7 @@ def train(cfg, job, pref: Preference | None = None) -> Path | None:
     resources.check_disk(model, cfg, job.path)
 
     # 4. train, continuing from the last complete checkpoint if this job has one (as SFT does)
-    ckpt_dir = job.path / "checkpoints"
+    ckpt_dir = sources.checkpoints_dir(job.path)
     resume_from, elapsed_before = resume_point(job, ckpt_dir)
     stop = StopFlag()
     reporter = JobReporter(job, stop, elapsed_before)

@@ -30,6 +30,7 @@ for undesirable ones, relative to the reference.
 import random
 from pathlib import Path
 
+from .. import sources
 from ..atomic import write_json
 from ..errors import AirlockError
 from . import ranks, resources
@@ -113,7 +114,7 @@ def train(cfg, job) -> Path | None:
     desirable = sum(1 for r in rows if r["label"])
     counts = {"desirable": desirable, "undesirable": len(rows) - desirable}
     if ranks.is_local_main():
-        write_json(job.path / "data_report.json", {"sha256": sha256, "rows": len(rows), **counts,
+        write_json(job.path / sources.DATA_REPORT, {"sha256": sha256, "rows": len(rows), **counts,
                                                    "eval_rows": len(eval_rows)})
     print(f"data: {len(rows)} train ({counts['desirable']} desirable, {counts['undesirable']} undesirable) / "
           f"{len(eval_rows)} eval, sha256 {sha256[:12]}", flush=True)
@@ -128,7 +129,7 @@ def train(cfg, job) -> Path | None:
     resources.check_disk(model, cfg, job.path)
 
     # 4. train, continuing from the last complete checkpoint if this job has one
-    ckpt_dir = job.path / "checkpoints"
+    ckpt_dir = sources.checkpoints_dir(job.path)
     resume_from, elapsed_before = resume_point(job, ckpt_dir)
     stop = StopFlag()
     reporter = JobReporter(job, stop, elapsed_before)

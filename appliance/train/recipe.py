@@ -9,7 +9,7 @@ from .config import TrainConfig, from_dict
 
 
 def run_job(job) -> None:
-    """The job runner for kind `train` (called by `python -m appliance.jobs run JOB_DIR`): one process runs the
+    """The job runner for kind `train` (called by `python -m appliance.jobrunner JOB_DIR`): one process runs the
     stage itself; with several ranks (distributed.nproc_per_node x nnodes > 1) it starts them (distributed.py)."""
     cfg = from_dict(job.config(), where=str(job.config_path))
     if cfg.distributed.enabled:

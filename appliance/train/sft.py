@@ -29,6 +29,7 @@ A stop request (SIGTERM/SIGINT) saves a checkpoint at the end of the current ste
 
 from pathlib import Path
 
+from .. import sources
 from ..atomic import write_json
 from ..errors import AirlockError
 from . import ranks, resources
@@ -89,7 +90,7 @@ def train(cfg: TrainConfig, job) -> Path | None:
         raise AirlockError("no training samples left after preparing the data", where=str(cfg.data.path),
                            fix="check cutoff_len/cutoff_policy and the data report")
     if ranks.is_local_main():
-        write_json(job.path / "data_report.json", {"sha256": prepared.sha256, **prepared.report})
+        write_json(job.path / sources.DATA_REPORT, {"sha256": prepared.sha256, **prepared.report})
     print(f"data: {len(prepared.train)} train / {len(prepared.eval)} eval samples, sha256 {prepared.sha256[:12]}",
           flush=True)
     train_set = datasets.Dataset.from_list([{"input_ids": s["input_ids"], "labels": s["labels"]}
@@ -106,7 +107,7 @@ def train(cfg: TrainConfig, job) -> Path | None:
     resources.check_disk(model, cfg, job.path)
 
     # 3. train, continuing from the last complete checkpoint if this job has one
-    ckpt_dir = job.path / "checkpoints"
+    ckpt_dir = sources.checkpoints_dir(job.path)
     resume_from, elapsed_before = resume_point(job, ckpt_dir)
     stop = StopFlag()
     reporter = JobReporter(job, stop, elapsed_before)

@@ -15,6 +15,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import Checkbox, Input, Log, Static
 
+from ... import sources
 from ...export.quantize import FTYPES
 from ..widgets.choices import Choices, Tick
 from ..widgets.form import row
@@ -147,7 +148,7 @@ class ExportScreen(AirlockScreen):
         import json
 
         state = self.query_one("#export-state", Static)
-        result_file = job.path / "result.json"
+        result_file = job.path / sources.RESULT
         if status["state"] != "completed" or not result_file.is_file():
             state.update(f"[b]export {status['state']}[/b]: {status.get('message', '')}".replace("[/b]: ", "[/b]: "))
             return

@@ -15,11 +15,10 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Log, ProgressBar, Static
 
+from ... import sources
 from ..jobview import fmt_seconds, job_row, last_metric, progress_text
 from ..widgets.loss_chart import LossChart
 from .base import AirlockScreen
-
-OUTPUT_DIRS = ("adapter", "model", "gguf", "export", "merged")
 
 
 class JobsScreen(AirlockScreen):
@@ -214,7 +213,7 @@ class OutputsScreen(ModalScreen):
     def __init__(self, job_path: Path):
         super().__init__()
         self.job_path = Path(job_path)
-        self.output = next((self.job_path / d for d in OUTPUT_DIRS if (self.job_path / d).is_dir()), None)
+        self.output = next(iter(sources.outputs_of(self.job_path)), None)
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -233,7 +232,7 @@ class OutputsScreen(ModalScreen):
             for f in sorted(self.output.iterdir())[:10]:
                 size = f.stat().st_size if f.is_file() else 0
                 lines.append(f"  {f.name}  {size / 1e6:.1f} MB" if size > 1e5 else f"  {f.name}")
-        ckpt = self.job_path / "checkpoints"
+        ckpt = sources.checkpoints_dir(self.job_path)
         if ckpt.is_dir():
             lines.append("checkpoints: " + ", ".join(sorted(p.name for p in ckpt.iterdir() if p.is_dir())) or "none")
         return "\n".join(l.replace("[", "\\[") if not l.startswith("[b]") else l for l in lines)
