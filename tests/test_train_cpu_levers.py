@@ -119,3 +119,63 @@ def test_fast_lora_dropout_replaces_every_lora_dropout(tiny_model):
     ids = torch.tensor([[1, 5, 9, 13, 17, 21]])
     model(input_ids=ids, labels=ids).loss.backward()
     assert all(p.grad is not None for n, p in model.named_parameters() if "lora_A" in n)
+
+
+def _lora_pair(tiny_model, dropout: float):
+    """Two copies of one LoRA model with non-zero B matrices (peft starts B at zero), both with integer-mask
+    dropout; the second gets the fused forward."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from appliance.train.dropout import use_fast_lora_dropout
+    from appliance.train.lora_forward import use_fused_lora_forward
+
+    torch.manual_seed(0)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32),
+                           LoraConfig(r=4, lora_alpha=8, lora_dropout=dropout, target_modules="all-linear"))
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.02)
+    use_fast_lora_dropout(model)
+    fused = copy.deepcopy(model)
+    switched = use_fused_lora_forward(fused)
+    lora_layers = sum(isinstance(getattr(m, "lora_A", None), torch.nn.ModuleDict) for m in model.modules())
+    assert switched == lora_layers > 0
+    return model.train(), fused.train()
+
+
+def _loss_and_grads(model, seed: int):
+    torch.manual_seed(seed)  # the same seed draws the same dropout masks on both paths
+    ids = torch.tensor([[1, 5, 9, 13, 17, 21, 25, 29], [2, 6, 10, 14, 18, 22, 26, 30]])
+    loss = model(input_ids=ids, labels=ids).loss
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
+def test_fused_lora_forward_gives_peft_loss_and_gradients(tiny_model, dropout):
+    plain, fused = _lora_pair(tiny_model, dropout)
+    loss_plain, grads_plain = _loss_and_grads(plain, seed=3)
+    loss_fused, grads_fused = _loss_and_grads(fused, seed=3)
+    assert torch.allclose(loss_fused, loss_plain, rtol=1e-5, atol=1e-6)
+    assert grads_plain.keys() == grads_fused.keys() and grads_plain
+    for name, grad in grads_plain.items():
+        assert torch.allclose(grads_fused[name], grad, rtol=1e-4, atol=1e-6), name
+    if dropout:  # and the dropout really draws: another seed gives another loss
+        assert not torch.allclose(_loss_and_grads(fused, seed=4)[0], loss_fused)
+
+
+def test_fused_lora_forward_falls_back_where_it_is_not_the_same_sum(tiny_model):
+    plain, fused = _lora_pair(tiny_model, 0.0)
+    ids = torch.tensor([[1, 5, 9, 13, 17, 21]])
+    plain.eval(), fused.eval()
+    with torch.no_grad():
+        tuned = plain(input_ids=ids).logits
+        with plain.disable_adapter(), fused.disable_adapter():  # DPO's reference pass: the base alone
+            base = plain(input_ids=ids).logits
+            assert torch.allclose(fused(input_ids=ids).logits, base)
+        assert not torch.allclose(base, tuned, atol=1e-4)  # the adapters do change the output
+        assert torch.allclose(fused(input_ids=ids).logits, tuned, atol=1e-5)
+        fused.merge_adapter()  # merged weights: the base layer alone holds the update
+        assert torch.allclose(fused(input_ids=ids).logits, tuned, atol=1e-5)

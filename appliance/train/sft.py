@@ -39,13 +39,16 @@ from .config import TrainConfig
 
 def cpu_levers(model, cfg: TrainConfig) -> None:
     """Less work for the same numbers on a CPU: each sample of a padding-free row attends only within itself
-    (appliance/train/attention.py), and LoRA dropout masks come from cheap integer draws (dropout.py)."""
+    (appliance/train/attention.py), LoRA dropout masks come from cheap integer draws (dropout.py), and each LoRA
+    layer adds its update inside the GEMM that computes it (lora_forward.py)."""
     from .attention import use_per_sample_attention
     from .dropout import use_fast_lora_dropout
+    from .lora_forward import use_fused_lora_forward
 
     if cfg.padding_free or cfg.packing:
         use_per_sample_attention(model)
     use_fast_lora_dropout(model)
+    use_fused_lora_forward(model)
 
 
 def sft_args(cfg: TrainConfig, output_dir: Path, device: str, has_eval: bool):
