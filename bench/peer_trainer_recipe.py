@@ -7,6 +7,12 @@ shared hyperparameters. The recipe as it is usually written: render each convers
 template, tokenize with truncation, let the collator pad each batch to its longest sample and copy input_ids to
 labels (loss on every token, prompt included, pad masked), LoRA through peft, then Trainer.train(). Nothing here is
 tuned: it is the baseline Airlock has to beat.
+
+SETTINGS variant "best": the same recipe with the speed option transformers itself offers for it:
+DataCollatorWithFlattening (padding-free: each batch is its samples laid end to end with position ids, so no pad
+token is computed; the loss is still on every token of each sample). Variant "grouped": the padding collator with
+group_by_length (samples of similar length batched together, less padding), the other option its docs offer; the
+bench README gives both figures.
 """
 
 import importlib.util
@@ -19,8 +25,8 @@ def main(settings_path: str) -> None:
     import torch
     from datasets import Dataset
     from peft import LoraConfig, get_peft_model
-    from transformers import (AutoModelForCausalLM, AutoTokenizer, DataCollatorForLanguageModeling, Trainer,
-                              TrainingArguments)
+    from transformers import (AutoModelForCausalLM, AutoTokenizer, DataCollatorForLanguageModeling,
+                              DataCollatorWithFlattening, Trainer, TrainingArguments)
 
     s = json.loads(Path(settings_path).read_text())
     spec = importlib.util.spec_from_file_location("train_probe", Path(__file__).with_name("train_probe.py"))
@@ -48,9 +54,12 @@ def main(settings_path: str) -> None:
         gradient_accumulation_steps=s["grad_acc"], learning_rate=s["learning_rate"], max_steps=s["steps"],
         lr_scheduler_type=s["lr_scheduler_type"], warmup_steps=s["warmup_ratio"], seed=s["seed"],
         data_seed=s["seed"], logging_steps=1, save_strategy="no", report_to="none", use_cpu=True,
-        disable_tqdm=True, dataloader_num_workers=0)
-    trainer = Trainer(model=model, args=args, train_dataset=dataset,
-                      data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
+        disable_tqdm=True, dataloader_num_workers=0,
+        # transformers 5 spells group_by_length=True this way
+        train_sampling_strategy="group_by_length" if s.get("variant") == "grouped" else "random")
+    best = s.get("variant") == "best"
+    collator = DataCollatorWithFlattening() if best else DataCollatorForLanguageModeling(tokenizer, mlm=False)
+    trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
                       callbacks=[probe.StepProbe(s["probe"])])
     trainer.train()
     model.save_pretrained(Path(s["out"]) / "adapter")

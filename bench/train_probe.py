@@ -2,7 +2,8 @@
 
 Needs only transformers and torch, so it runs in any venv the benchmark starts: it is loaded by file path there.
 It records the wall time at the end of every optimizer step and the non-pad tokens each step trained on (the
-attention mask's sum of every training forward, or the row length for padding-free batches, which have no pad),
+attention mask's sum of every training forward, or the row length for padding-free batches, which have no pad;
+for a 4D mask, as packing without cross-attention passes, the positions allowed to attend to themselves),
 and writes them to a JSON file when training ends. Airlock's own runs report the same two figures in the job's
 metrics.jsonl (elapsed_s and trl's num_tokens, counted the same way).
 """
@@ -11,6 +12,7 @@ import json
 import time
 from pathlib import Path
 
+import torch
 from transformers import TrainerCallback
 
 
@@ -27,7 +29,13 @@ class StepProbe(TrainerCallback):
             return
         mask = kwargs.get("attention_mask")
         ids = kwargs.get("input_ids", args[0] if args else None)
-        self.pending_tokens += int(mask.sum()) if mask is not None else int(ids.numel())
+        if mask is None:
+            self.pending_tokens += int(ids.numel())
+        elif mask.dim() == 4:  # (batch, 1, q, k), bool (True = attend) or additive (0 = attend): pads attend nowhere
+            diagonal = mask[:, 0].diagonal(dim1=-2, dim2=-1)
+            self.pending_tokens += int(diagonal.sum() if diagonal.dtype == torch.bool else (diagonal == 0).sum())
+        else:
+            self.pending_tokens += int(mask.sum())
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         model.register_forward_pre_hook(self._count, with_kwargs=True)
