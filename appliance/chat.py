@@ -77,7 +77,7 @@ class LlamaSession(ChatSession):
     def __init__(self, model_path: Path, *, n_ctx: int | None = None, threads: int | None = None,
                  lora_path: Path | None = None):
         super().__init__()
-        from .llamacpp import interrupts_after_call, llama_cpp
+        from .llamacpp import interrupts_after_call, llama_cpp, trained_context_length
 
         Llama = llama_cpp().Llama
 
@@ -85,7 +85,7 @@ class LlamaSession(ChatSession):
         check_gguf(model_path)
         if lora_path:
             check_gguf(Path(lora_path))
-        trained = _gguf_context_length(model_path)
+        trained = trained_context_length(model_path)
         self.n_ctx = min(n_ctx or DEFAULT_CTX, trained) if trained else (n_ctx or DEFAULT_CTX)
         self.name = model_path.name
         try:
@@ -207,20 +207,6 @@ def check_gguf(path: Path) -> None:
     with open(path, "rb") as fh:
         if fh.read(4) != b"GGUF":
             raise AirlockError("not a GGUF file (bad magic)", where=str(path), fix="point at a .gguf written by an export")
-
-
-def _gguf_context_length(path: Path) -> int | None:
-    """The model's trained context from the GGUF header (read with the gguf package, no weights loaded)."""
-    from gguf import GGUFReader
-
-    try:
-        reader = GGUFReader(str(path))
-        arch = reader.get_field("general.architecture")
-        arch_name = arch.contents() if arch else None
-        field_ = reader.get_field(f"{arch_name}.context_length") if arch_name else None
-        return int(field_.contents()) if field_ else None
-    except Exception:  # an unusual header: let llama.cpp decide at load time
-        return None
 
 
 def _render_gguf_template(llm, messages) -> str:

@@ -6,8 +6,11 @@ linker finds them by name when llama.cpp's CUDA backend is loaded. A CPU build l
 """
 
 import contextlib
+import ctypes
 import importlib.util
+import os
 import signal
+import sys
 import threading
 from pathlib import Path
 
@@ -48,3 +51,44 @@ def interrupts_after_call():
         if signal.SIGINT not in received and previous[signal.SIGTERM] in (signal.SIG_DFL, None):
             signal.raise_signal(signal.SIGTERM)  # the process had no SIGTERM handler: die of it as it would have
         raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def captured_stderr():
+    """Keep llama.cpp's own log (written from C to fd 2, below sys.stderr) off the screen, but readable."""
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lambda: (sink.seek(0), sink.read().decode("utf-8", "replace"))[1]
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def trained_context_length(path: Path) -> int | None:
+    """The context a GGUF's model was trained for (`<arch>.context_length`), or None when its header lacks it.
+
+    Read by llama.cpp from the header with the vocabulary only, no weights: 0.1 s for SmolLM2-135M, where the gguf
+    package's reader, which parses every tensor's entry in Python, took 2.4 s.
+    """
+    lc = llama_cpp()
+    params = lc.llama_model_default_params()
+    params.vocab_only = True
+    with captured_stderr():
+        model = lc.llama_model_load_from_file(str(path).encode(), params)
+    if not model:
+        return None  # an unusual header: let llama.cpp decide (and say why) when it loads the model for real
+    try:
+        def value(key: str) -> str | None:
+            buf = ctypes.create_string_buffer(256)
+            return buf.value.decode() if lc.llama_model_meta_val_str(model, key.encode(), buf, len(buf)) >= 0 else None
+
+        arch = value("general.architecture")
+        length = value(f"{arch}.context_length") if arch else None
+        return int(length) if length and length.isdigit() else None
+    finally:
+        lc.llama_model_free(model)

@@ -11,6 +11,7 @@ before it commits a release that carries Airlock, so an install that succeeds is
 import importlib
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .errors import AirlockError
@@ -42,43 +43,50 @@ def load_tokenizers(models: list[str]) -> None:
             raise AirlockError(f"the tokenizer of {repo} gives no tokens", where="selftest", fix="reinstall the model")
 
 
-def llama_cpp_generates(tokenizer_repo: str, converter: Path | None = None, tokens: int = 4) -> str:
-    """Build a tiny Llama with `tokenizer_repo`'s tokenizer, convert it with llama.cpp's converter, generate."""
+def tiny_llama(tokenizer_repo: str, directory: Path) -> Path:
+    """A tiny random-weight Llama with `tokenizer_repo`'s tokenizer, saved in `directory`."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from .export.gguf import convert_model
-    from .llamacpp import llama_cpp
-
-    Llama = llama_cpp().Llama
 
     tok = AutoTokenizer.from_pretrained(tokenizer_repo)
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=1,
-                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=128,
+                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
                          bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
-    with tempfile.TemporaryDirectory(prefix="airlock-selftest-") as tmp:
-        model_dir, gguf = Path(tmp) / "model", Path(tmp) / "tiny.gguf"
-        LlamaForCausalLM(config).save_pretrained(model_dir)
-        tok.save_pretrained(model_dir)
-        convert_model(model_dir, gguf, "f32", tools=converter)
-        llm = Llama(str(gguf), n_ctx=64, n_threads=1, verbose=False)
-        text = llm.create_completion("Hello", max_tokens=tokens, temperature=0.0)["choices"][0]["text"]
+    LlamaForCausalLM(config).save_pretrained(directory)
+    tok.save_pretrained(directory)
+    return directory
+
+
+def llama_cpp_generate(gguf: Path, tokens: int = 4) -> str:
+    from .llamacpp import llama_cpp
+
+    llm = llama_cpp().Llama(str(gguf), n_ctx=64, n_threads=1, verbose=False)
+    try:
+        return llm.create_completion("Hello", max_tokens=tokens, temperature=0.0)["choices"][0]["text"]
+    finally:
         llm.close()
-    return text
 
 
 def selftest(models: list[str] | None = None, converter: Path | None = None, log=print) -> dict:
     """Run every check; returns what was measured. Raises AirlockError at the first failure."""
     from .catalog import default_card
+    from .export.gguf import convert_model
 
     started = time.perf_counter()
-    versions = import_engines()
-    log("engines: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    versions = import_engines(ENGINES[:2])  # torch and transformers build the tiny model
     models = models or [default_card().local_repo_id]
     load_tokenizers(models)
     log(f"tokenizers load offline: {', '.join(models)}")
-    text = llama_cpp_generates(models[0], converter)
+    with tempfile.TemporaryDirectory(prefix="airlock-selftest-") as tmp, ThreadPoolExecutor(1) as pool:
+        model_dir = tiny_llama(models[0], Path(tmp) / "model")
+        # llama.cpp's converter runs in a process of its own, on the other core: the remaining engines import
+        # meanwhile (the pool's thread only waits for the child; leaving the pool waits for it on any error).
+        converting = pool.submit(convert_model, model_dir, Path(tmp) / "tiny.gguf", "f32", tools=converter)
+        versions.update(import_engines(ENGINES[2:]))
+        gguf = converting.result()
+        log("engines: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+        text = llama_cpp_generate(gguf)
     log(f"llama.cpp generates: {text!r}")
     return {"engines": versions, "models": models, "llama_cpp_text": text,
             "seconds": round(time.perf_counter() - started, 1)}

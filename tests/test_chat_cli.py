@@ -76,3 +76,21 @@ def test_library_streams_cancels_and_keeps_history_within_context(tiny_model, ru
         assert Chat(session, system="S").messages()[0] == {"role": "system", "content": "S"}
     finally:
         session.close()
+
+
+def test_trained_context_caps_the_session(tiny_model, run_offline, tmp_path_factory, tmp_path):
+    """The trained context is read from the GGUF's header (256 for the tiny model) and caps a larger request;
+    a file llama.cpp cannot read gives None, so the load itself reports what is wrong."""
+    from appliance.chat import LlamaSession
+    from appliance.llamacpp import trained_context_length
+
+    gguf = _gguf(run_offline, tmp_path_factory)
+    assert trained_context_length(gguf) == 256
+    session = LlamaSession(gguf, n_ctx=4096, threads=1)
+    try:
+        assert session.n_ctx == 256
+    finally:
+        session.close()
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\0" * 64)
+    assert trained_context_length(broken) is None

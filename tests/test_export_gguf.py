@@ -156,6 +156,43 @@ def test_export_gguf_names_itself_its_base_model_and_airlock(tiny_model, run_off
     assert fields(out / f"{name}-f16.gguf")["general.size_label"] != "Merged"  # counted from the weights
 
 
+def test_bos_eos_flags_measured_during_conversion_reach_the_gguf(tiny_model, tmp_path):
+    """The export measures BOS/EOS while the converter starts (converter_shim.py --special -): the flags the late
+    function returns, whichever they are, are the ones written, and the function runs while the converter lives."""
+    import psutil
+    from gguf import GGUFReader
+
+    from appliance.export.gguf import convert_model
+
+    for flags in ({"bos": True, "eos": False}, {"bos": False, "eos": True}):
+        converters = []
+
+        def measured(flags=flags):
+            converters.extend(c for c in psutil.Process().children(recursive=True) if "converter_shim" in " ".join(c.cmdline()))
+            return flags
+
+        out = convert_model(tiny_model, tmp_path / f"tiny-{flags['bos']}.gguf", "f16", special=measured)
+        fields = GGUFReader(str(out)).fields
+        assert [bool(fields[f"tokenizer.ggml.add_{typ}_token"].contents()) for typ in ("bos", "eos")] == \
+            [flags["bos"], flags["eos"]]
+        assert converters, "the flags were measured before the converter started, not during"
+
+
+def test_failed_measurement_stops_the_converter_and_writes_nothing(tiny_model, tmp_path):
+    import psutil
+    import pytest
+
+    from appliance.export.gguf import convert_model
+
+    def broken():
+        raise RuntimeError("tokenizer would not load")
+
+    with pytest.raises(RuntimeError, match="would not load"):
+        convert_model(tiny_model, tmp_path / "tiny.gguf", "f16", special=broken)
+    assert not list(tmp_path.iterdir())
+    assert not [c for c in psutil.Process().children(recursive=True) if "converter_shim" in " ".join(c.cmdline())]
+
+
 def test_export_metadata_takes_licence_and_base_from_the_catalog(tmp_path):
     from appliance.export import metadata
 

@@ -6,6 +6,7 @@ temporary name and renamed into place only when the converter succeeded.
 """
 
 import contextlib
+import json
 import re
 import shutil
 import subprocess
@@ -27,8 +28,10 @@ def convert_model(model_dir: Path, out_file: Path, outtype: str = "f16", *, pre_
     """Convert an HF model directory to one GGUF file.
 
     `pre_tokenizer` forces that BPE pre-tokenizer name; `special` ({"bos": bool, "eos": bool}, measured from the HF
-    tokenizer by pretokenizer.special_flags) says whether llama.cpp must add BOS/EOS; `metadata` is the `general.*`
-    override of appliance.export.metadata. See converter_shim.py.
+    tokenizer by pretokenizer.special_flags) says whether llama.cpp must add BOS/EOS; it may be a function giving
+    them, called once the converter has started (which needs them only when it writes the vocabulary), so that
+    measuring them overlaps the converter's start-up. `metadata` is the `general.*` override of
+    appliance.export.metadata. See converter_shim.py.
     """
     if outtype not in CONVERT_TYPES:
         raise AirlockError(f"the converter writes {', '.join(CONVERT_TYPES)}, not {outtype!r}")
@@ -37,14 +40,17 @@ def convert_model(model_dir: Path, out_file: Path, outtype: str = "f16", *, pre_
     if pre_tokenizer:
         pretokenizer.check_name(pre_tokenizer, tools)
         shim += ["--pre", pre_tokenizer]
-    for typ, value in (special or {}).items():
+    late = special if callable(special) else None
+    if late:
+        shim += ["--special", "-"]
+    for typ, value in ({} if late else special or {}).items():
         shim += [f"--add-{typ}", "1" if value else "0"]
     with staged_file(out_file) as tmp, _metadata_file(metadata) as meta:
         args = [str(model_dir), "--outtype", outtype, "--outfile", str(tmp)]
         if meta:
             shim += ["--metadata", str(meta)]
             args += ["--metadata", str(meta)]  # the converter's own option; the shim adds what it leaves out
-        _run(_command(tools / "convert_hf_to_gguf.py", shim, args), model_dir, out_file, tools)
+        _run(_command(tools / "convert_hf_to_gguf.py", shim, args), model_dir, out_file, tools, late)
     return Path(out_file)
 
 
@@ -74,12 +80,19 @@ def _metadata_file(metadata: dict | None):
         yield write_metadata(metadata, Path(tmp) / "metadata.json")
 
 
-def _run(argv: list[str], source: Path, out_file: Path, tools: Path) -> None:
-    # subprocess.run kills the child if we are interrupted, so a killed export leaves no converter behind.
-    proc = subprocess.run(argv, capture_output=True, text=True, env=offline_env())
+def _run(argv: list[str], source: Path, out_file: Path, tools: Path, late_input=None) -> None:
+    """Run the converter; `late_input`, if given, is called while it runs and its answer sent as JSON on stdin."""
+    with subprocess.Popen(argv, stdin=subprocess.PIPE if late_input else subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, env=offline_env()) as proc:
+        try:
+            # communicate() ignores a closed pipe: a converter that already stopped says why in its output.
+            stdout, stderr = proc.communicate(json.dumps(late_input()) + "\n" if late_input else None)
+        except BaseException:
+            proc.kill()  # an interrupted or failed export leaves no converter behind
+            raise
     if proc.returncode == 0:
         return
-    output = proc.stdout + proc.stderr
+    output = stdout + stderr
     if pretokenizer.UNRECOGNIZED_MARK in output:
         raise pretokenizer.unrecognized_error(source, tools)
     # A full disk shows as ENOSPC, or as numpy's short write ("8192 requested and 1408 written") without errno.

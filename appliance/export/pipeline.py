@@ -97,10 +97,18 @@ def export_gguf(source: str, types: list[str] | None = None, *, out: Path | None
     try:
         log(f"converting {model_dir} -> {base_type} (llama.cpp converter) ...")
         started = time.perf_counter()
-        tokenizer = _tokenizer(model_dir)
-        special = pretokenizer.special_flags(tokenizer)
+        tokenizer = None
+
+        def special_flags() -> dict:
+            # Called once the converter has started: loading the HF tokenizer overlaps its imports and weight reads.
+            nonlocal tokenizer
+            tokenizer = _tokenizer(model_dir)
+            return pretokenizer.special_flags(tokenizer)
+
         meta = metadata.for_source(src, model_dir)
-        gguf.convert_model(model_dir, work16, base_type, pre_tokenizer=pre_tokenizer, special=special, metadata=meta)
+        gguf.convert_model(model_dir, work16, base_type, pre_tokenizer=pre_tokenizer, special=special_flags,
+                           metadata=meta)
+        special = pretokenizer.special_flags(tokenizer)
         result.timings[f"convert_{base_type}"] = time.perf_counter() - started
         tok_diff = pretokenizer.compare(work16, tokenizer, agreement_text)
         if pre_tokenizer and tok_diff is not None:

@@ -88,7 +88,7 @@ def compare(gguf_path: Path, tokenizer, text: str = TEST_TEXT) -> Difference | N
 
     Llama = llama_cpp().Llama
 
-    from .quantize import captured_stderr
+    from ..llamacpp import captured_stderr
 
     hf_ids = tokenizer(text, add_special_tokens=True)["input_ids"]
     # A vocabulary-only load has no trained context length, so llama.cpp warns "n_ctx_seq (512) > n_ctx_train (0)

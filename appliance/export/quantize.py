@@ -4,10 +4,7 @@ llama.cpp chooses per tensor: where a tensor's row size does not fit a type's bl
 blocks) it falls back to a compatible type, so tiny models quantize too, just less uniformly.
 """
 
-import contextlib
 import ctypes
-import os
-import sys
 from pathlib import Path
 
 from ..errors import AirlockError
@@ -33,7 +30,7 @@ FTYPES = {
 
 def quantize(src: Path, dst: Path, qtype: str, *, threads: int | None = None) -> Path:
     """Write `src` quantized to `qtype` at `dst` (temporary name, then renamed). Returns dst."""
-    from ..llamacpp import interrupts_after_call, llama_cpp as load
+    from ..llamacpp import captured_stderr, interrupts_after_call, llama_cpp as load
 
     llama_cpp = load()
 
@@ -59,19 +56,3 @@ def _nearly_full(directory: Path, needed_hint: int) -> bool:
     import shutil
 
     return shutil.disk_usage(directory).free < needed_hint
-
-
-@contextlib.contextmanager
-def captured_stderr():
-    """Keep llama.cpp's per-tensor log (written from C to fd 2, below sys.stderr) off the screen, but readable."""
-    import tempfile
-
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield lambda: (sink.seek(0), sink.read().decode("utf-8", "replace"))[1]
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)

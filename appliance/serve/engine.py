@@ -65,12 +65,12 @@ class LlamaEngine:
 
     def __init__(self, path: Path, *, slots: int = 8, ctx_per_slot: int = 2048, threads: int | None = None,
                  n_batch: int = 512):
-        from ..chat import check_gguf, default_threads, _gguf_context_length
-        from ..llamacpp import llama_cpp
+        from ..chat import check_gguf, default_threads
+        from ..llamacpp import llama_cpp, trained_context_length
 
         self.lc = lc = llama_cpp()
         check_gguf(Path(path))
-        trained = _gguf_context_length(Path(path))
+        trained = trained_context_length(Path(path))
         self.ctx_per_slot = min(ctx_per_slot, trained) if trained else ctx_per_slot
         threads = threads or default_threads()
         try:  # the model, its tokenizer and chat template; its own small context only tokenizes
