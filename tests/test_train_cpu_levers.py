@@ -179,3 +179,49 @@ def test_fused_lora_forward_falls_back_where_it_is_not_the_same_sum(tiny_model):
         assert torch.allclose(fused(input_ids=ids).logits, tuned, atol=1e-5)
         fused.merge_adapter()  # merged weights: the base layer alone holds the update
         assert torch.allclose(fused(input_ids=ids).logits, tuned, atol=1e-5)
+
+
+def _saved_bytes(model, ids) -> int:
+    """Bytes autograd keeps for backward after a forward beyond the weights, each storage counted once."""
+    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    storages = {}
+
+    def pack(t):
+        if t.untyped_storage().data_ptr() not in weights:
+            storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(input_ids=ids, labels=ids).loss
+    return sum(storages.values())
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
+def test_lean_swiglu_gives_the_same_loss_and_gradients_and_keeps_less(tiny_model, dropout):
+    from appliance.train.swiglu import use_lean_swiglu
+
+    plain, fused = _lora_pair(tiny_model, dropout)
+    lean = copy.deepcopy(fused)
+    mlps = [m for m in lean.modules() if type(m).__name__.endswith("MLP")]
+    assert use_lean_swiglu(lean) == len(mlps) > 0
+    loss_plain, grads_plain = _loss_and_grads(plain, seed=3)
+    loss_lean, grads_lean = _loss_and_grads(lean, seed=3)
+    assert torch.allclose(loss_lean, loss_plain, rtol=1e-5, atol=1e-6)
+    for name, grad in grads_plain.items():
+        assert torch.allclose(grads_lean[name], grad, rtol=1e-4, atol=1e-6), name
+
+    # What backward keeps: less with each lever (the LoRA layers' dropped copies only exist with dropout).
+    ids = torch.randint(0, 100, (2, 24), generator=torch.Generator().manual_seed(0))
+    kept = [_saved_bytes(m, ids) for m in (plain, fused, lean)]
+    assert kept[2] < kept[1] and (kept[1] < kept[0] if dropout else kept[1] <= kept[0]), kept
+
+
+def test_lean_swiglu_leaves_other_mlps_alone():
+    from transformers import GemmaConfig, GemmaForCausalLM
+
+    from appliance.train.swiglu import use_lean_swiglu
+
+    # Gemma's MLP has the same shape with a GELU: not the product this module computes
+    config = GemmaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1, head_dim=16)
+    assert use_lean_swiglu(GemmaForCausalLM(config)) == 0

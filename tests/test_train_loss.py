@@ -34,12 +34,17 @@ def _samples(tokenizer):
     return out
 
 
-@pytest.mark.parametrize("padding_free", [True, False])
-def test_trained_positions_loss_equals_the_models_own(tiny_model, padding_free):
+@pytest.mark.parametrize("padding_free,chunk,head_trained", [(True, None, False), (False, None, False),
+                                                              (True, 3, False), (True, None, True)])
+def test_trained_positions_loss_equals_the_models_own(tiny_model, padding_free, chunk, head_trained, monkeypatch):
+    """chunk 3: the head's chunked pass (HeadNLL) over several chunks; head_trained: autograd's path."""
     from transformers import AutoTokenizer
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-    from appliance.train.loss import supports, trained_positions_loss
+    from appliance.train.loss import HeadNLL, supports, trained_positions_loss
+
+    if chunk:
+        monkeypatch.setattr(HeadNLL, "CHUNK", chunk)
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     samples = _samples(tokenizer)
@@ -48,6 +53,7 @@ def test_trained_positions_loss_equals_the_models_own(tiny_model, padding_free):
     assert 0 < labelled < batch["input_ids"].numel() - 1, "some positions are trained, the prompts are not"
 
     model = _lora_model(tiny_model)
+    model.get_output_embeddings().weight.requires_grad_(head_trained)
     assert supports(model)
     ours, count, correct = trained_positions_loss(model, dict(batch))
     ours.backward()
@@ -56,7 +62,9 @@ def test_trained_positions_loss_equals_the_models_own(tiny_model, padding_free):
     theirs = model(**batch, use_cache=False).loss
     theirs.backward()
 
-    assert count == labelled and 0 <= correct <= count
+    logits = model(**batch, use_cache=False).logits[:, :-1]
+    trained = batch["labels"][:, 1:] != -100
+    assert count == labelled and correct == int((logits[trained].argmax(-1) == batch["labels"][:, 1:][trained]).sum())
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
     for name, param in model.named_parameters():
         if param.requires_grad:

@@ -38,17 +38,20 @@ from .config import TrainConfig
 
 
 def cpu_levers(model, cfg: TrainConfig) -> None:
-    """Less work for the same numbers on a CPU: each sample of a padding-free row attends only within itself
-    (appliance/train/attention.py), LoRA dropout masks come from cheap integer draws (dropout.py), and each LoRA
-    layer adds its update inside the GEMM that computes it (lora_forward.py)."""
+    """Less work and memory for the same numbers on a CPU: each sample of a padding-free row attends only within
+    itself (appliance/train/attention.py), LoRA dropout masks come from cheap integer draws (dropout.py), each LoRA
+    layer adds its update inside the GEMM that computes it and keeps its input and a bool mask for backward
+    (lora_forward.py), and the SwiGLU product keeps only its two inputs (swiglu.py)."""
     from .attention import use_per_sample_attention
     from .dropout import use_fast_lora_dropout
     from .lora_forward import use_fused_lora_forward
+    from .swiglu import use_lean_swiglu
 
     if cfg.padding_free or cfg.packing:
         use_per_sample_attention(model)
     use_fast_lora_dropout(model)
     use_fused_lora_forward(model)
+    use_lean_swiglu(model)
 
 
 def sft_args(cfg: TrainConfig, output_dir: Path, device: str, has_eval: bool):
