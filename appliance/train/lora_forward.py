@@ -80,7 +80,7 @@ class LoraLinear(torch.autograd.Function):
     For backward it keeps the layer's input and the bool keep mask (1 byte an element) and recomputes the dropped
     input, where autograd's own ops would keep a dropped float copy of the input for every LoRA layer: q, k and v
     read the same input, so that was three copies of it (and two for gate and up). On the training bench's step
-    this is about 4% of the peak memory, for one more masking pass per layer in backward (3% of the layer's
+    this is about 4% of the peak memory, for one more masking pass per layer in backward (2-11% of the layer's
     forward and backward time, measured alone).
     """
 
