@@ -57,7 +57,8 @@ def test_serve_screen_starts_and_stops_a_server(tiny_model, tmp_path):
         await wait_for(pilot, lambda: table.row_count and "serving" not in str(table.get_row_at(0)) and
                        str(port) in str(table.get_row_at(0)[2]), "the server listed with its url")
         answer = httpx.post(f"http://127.0.0.1:{port}/v1/completions", timeout=60,
-                            json={"model": "tui-tiny", "prompt": "hello", "max_tokens": 3}).json()
+                            json={"model": "tui-tiny", "prompt": "hello", "max_tokens": 3,
+                                      "temperature": 0}).json()
         table.focus()
         await pilot.press("s")
         await wait_for(pilot, lambda: not up(), "the server to stop")
