@@ -22,6 +22,12 @@ def llama_cpp():
         if any((Path(location) / "lib").glob("libggml-cuda.so*")):
             import torch  # noqa: F401  (loads libcudart and libcublas from the NVIDIA wheels)
             break
+    if spec is None:  # a bundle always carries it; a hand-made environment may not
+        from .errors import AirlockError
+
+        raise AirlockError("llama.cpp's Python binding (llama-cpp-python) is not installed in this environment",
+                           where=sys.executable, fix="install Airlock from its bundle (install.sh carries the "
+                           "binding), or `pip install llama-cpp-python` on a connected machine")
     import llama_cpp
 
     return llama_cpp

@@ -5,6 +5,7 @@ hyperparameters, interleaved (A B C ... A B C ...).
     .venv/bin/python -m bench train [--quick]     # --quick: 6 steps, one round; default: 10 steps, three rounds
     BENCH_TRAIN_PEERS=trainer,trainer-best .venv/bin/python -m bench train    # only these sides beside Airlock
     BENCH_TRAIN_PEERS=airlock-ckpt,llamafactory .venv/bin/python -m bench train  # memory at the same setting
+    BENCH_TRAIN_PEERS=airlock-compile,llamafactory .venv/bin/python -m bench train  # torch_compile's gain and cost
     .venv/bin/python -m bench train --ranks 2     # Airlock's distributed path: 2 gloo ranks x batch 4 vs 1 x 8
 
 Every side trains SmolLM2-135M-Instruct with LoRA r8 / alpha 16 / dropout 0.05 on q,k,v,o,gate,up,down, cutoff 512,
@@ -17,7 +18,8 @@ replies only) on the held-out 10%, so a faster side cannot hide a worse model.
 The sides (SIDES): each peer's defaults (what a site gets) and its best honest configuration on this hardware
 (bench/peer_*.py say what that is and why), and Airlock's defaults. Airlock with gradient checkpointing is a side
 to ask for (BENCH_TRAIN_PEERS), to compare memory with LLaMA-Factory's default at the same setting (both recompute
-activations); by default the sides are the ones the README's table reports.
+activations); so is Airlock with torch_compile (its first step, which compiles, is reported on its own as
+first_step_s, as every side's is). By default the sides are the ones the README's table reports.
 """
 
 import json
@@ -43,17 +45,20 @@ SHARED = {"lora_rank": 8, "lora_alpha": 16, "lora_dropout": 0.05, "lora_target":
 SIDES = {
     "airlock": ("airlock", [], "Airlock (defaults)"),
     "airlock-ckpt": ("airlock", ["gradient_checkpointing=true"], "Airlock, gradient checkpointing"),
+    "airlock-compile": ("airlock", ["torch_compile=true"], "Airlock, torch_compile"),
     "trainer": ("trainer", None, "Trainer + DataCollatorForLanguageModeling (defaults)"),
     "trainer-best": ("trainer", "best", "Trainer + DataCollatorWithFlattening (padding-free)"),
     "llamafactory": ("llamafactory", None, "LLaMA-Factory 0.9.5 (defaults: gradient checkpointing)"),
     "llamafactory-best": ("llamafactory", "packed", "LLaMA-Factory 0.9.5, no gradient checkpointing + neat_packing"),
 }
-OPTIONAL = ("airlock-ckpt",)  # only when BENCH_TRAIN_PEERS names it
+OPTIONAL = ("airlock-ckpt", "airlock-compile")  # only when BENCH_TRAIN_PEERS names it
 # (ours, peer): the rows of the report
 COMPARISONS = [("airlock", "llamafactory"), ("airlock", "llamafactory-best"), ("airlock", "trainer"),
-               ("airlock", "trainer-best"), ("airlock-ckpt", "llamafactory")]
-FIGURES = (("nonpad_tokens_per_s", "tok/s", False), ("s_per_step", "s", True), ("peak_rss_mb", "MB", True),
-           ("eval_loss", "nats", True))
+               ("airlock", "trainer-best"), ("airlock-ckpt", "llamafactory"), ("airlock-compile", "airlock"),
+               ("airlock-compile", "llamafactory"), ("airlock-compile", "llamafactory-best"),
+               ("airlock-compile", "trainer")]
+FIGURES = (("nonpad_tokens_per_s", "tok/s", False), ("s_per_step", "s", True), ("first_step_s", "s", True),
+           ("peak_rss_mb", "MB", True), ("eval_loss", "nats", True))
 
 
 def split_data(work: Path, eval_fraction: float = 0.1) -> tuple[Path, Path]:

@@ -45,10 +45,11 @@ def job_steps(job) -> tuple[list[float], list[float]]:
 
 
 def step_figures(step_end_s: list[float], step_tokens: list[float]) -> dict:
-    """Seconds per step and non-pad tokens/s, leaving out the first step (threads spin up, the allocator warms)."""
+    """Seconds per step and non-pad tokens/s, leaving out the first step (threads spin up, the allocator warms,
+    torch_compile compiles), and that first step's seconds on their own."""
     span = step_end_s[-1] - step_end_s[0]
     steps = len(step_end_s) - 1
-    return {"s_per_step": round(span / steps, 3) if steps else None,
+    return {"first_step_s": round(step_end_s[0], 2), "s_per_step": round(span / steps, 3) if steps else None,
             "nonpad_tokens_per_s": round(sum(step_tokens[1:]) / span, 1) if span else None}
 
 

@@ -115,3 +115,17 @@ def test_killed_export_leaves_earlier_files_and_next_export_sweeps(tiny_model, t
     result = export_gguf(str(tiny_model), ["q8_0"], out=out, fidelity=False, log=lambda _: None)
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["tiny-q8_0.gguf", result.files["q8_0"].name, result.files["q8_0"].with_suffix(".Modelfile").name, "SHA256SUMS"])
+
+
+def test_export_without_llama_cpp_binding_is_a_clear_error(tiny_model, run_offline, tmp_path):
+    """An environment without llama-cpp-python (not a bundle install) gets a named error, not an ImportError."""
+    import sys
+
+    out = _earlier_export(tmp_path / "out")
+    code = ("import sys; sys.modules['llama_cpp'] = None\n"  # as if the binding were not installed
+            "from appliance.cli import main; sys.exit(main(sys.argv[1:]))")
+    proc = run_offline([sys.executable, "-c", code, "export", "gguf", tiny_model, "--type", "q8_0", "--out", out],
+                       check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert "llama-cpp-python" in proc.stderr and "fix:" in proc.stderr and "Traceback" not in proc.stderr
+    _assert_untouched(out)

@@ -172,6 +172,7 @@ TRAIN_KEYS: dict[str, dict[str, Key]] = {
         "lr_scheduler_type": S("lr_scheduler_type"), "warmup_ratio": S("warmup_ratio"),
         "warmup_steps": S("warmup_steps"), "max_grad_norm": S("max_grad_norm"), "weight_decay": S("weight_decay"),
         "gradient_checkpointing": S("gradient_checkpointing"),
+        "torch_compile": S("torch_compile", "Airlock compiles each decoder layer (appliance/train/compile.py)"),
         "seed": M("seed and data.seed (LLaMA-Factory's seed also shuffles, splits and mixes the data)"),
         "bf16": M("true -> dtype bf16"), "pure_bf16": M("true -> dtype bf16"), "fp16": M("true -> dtype fp16"),
         "ddp_timeout": S("distributed.timeout_s", "seconds a rank waits for the others"),

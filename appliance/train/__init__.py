@@ -50,6 +50,10 @@ def preflight(cfg: TrainConfig, *, hardware: bool = True, data: bool = True) -> 
         from .resources import check_dtype
 
         device = check_dtype(cfg.dtype, cfg.method)
+        if cfg.torch_compile:
+            from .compile import check_compiler
+
+            check_compiler()
         if cfg.distributed.enabled:
             from .distributed import preflight as distributed_preflight
 

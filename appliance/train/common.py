@@ -111,6 +111,13 @@ def run_trainer(trainer, cfg: TrainConfig, job, stop, reporter, resume_from: Pat
     from . import distributed
 
     distributed.check_applied(trainer, cfg)
+    if cfg.torch_compile:
+        from .compile import compile_layers
+
+        print(f"torch_compile: {compile_layers(trainer.model)} decoder layers compile on the first step", flush=True)
+        if trainer.args.device.type == "cpu":
+            print("warning: torch_compile on a CPU measured 0.86-0.96x the uncompiled speed (Airlock's CPU path is "
+                  "already fused); it pays off on GPUs. Set torch_compile: false here.", flush=True)
     stop.install()  # from here a stop checkpoints first (before, the job runner's handler ends the run at once)
     started = time.monotonic()
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)

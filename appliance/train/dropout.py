@@ -33,6 +33,8 @@ class IntegerMaskDropout(nn.Module):
     def keep_mask(self, x: torch.Tensor) -> torch.Tensor:
         """True where an element of `x` is kept. random_() fills an int64 with 63 uniform bits; each of its four
         int16 views' low 15 bits is one uniform draw in [0, 32768)."""
+        if torch.compiler.is_compiling():  # under torch_compile: a draw inductor generates inside its own kernel
+            return torch.rand_like(x) >= self.threshold / RANGE
         n = x.numel()
         words = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_()
         draws = words.view(torch.int16)[:n].view(x.shape)
