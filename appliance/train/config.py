@@ -89,7 +89,7 @@ class TrainConfig:
     gradient_checkpointing: bool = setting(
         False, "recompute activations in the backward pass: less memory, ~30% slower")
     torch_compile: bool = setting(
-        False, "compile each decoder layer with torch.compile: for GPUs (faster steps after a one-off compile)",
+        False, "compile each decoder layer with torch.compile (pays off on GPUs, not CPUs)",
         detail="Measured: on an H200, LoRA bf16 steps 1.6x faster after a first step of 46 s; on a 2-core CPU "
                "0.86-0.96x (slower: Airlock's CPU path is already hand-fused). Needs a C++ compiler on the host "
                "(g++ or $CXX). See appliance/train/compile.py.")
