@@ -17,6 +17,9 @@ PYTEST_ARGS    ?= -n 2 --dist loadfile
 # (-DGGML_NATIVE=OFF: AVX2/FMA/F16C, any x86-64 CPU since 2013; a native build crashed on an AVX-512/AMX CPU here)
 # and without OpenSSL (the appliance never downloads).
 SETUP_WHEELS     := .airlock/wheels
+# olah, the self-hosted Hugging Face hub mirror sites run, in a venv of its own (its fastapi-utils pins psutil<6;
+# the stack pins 7): the hub tests serve tiny model repos through it to the real huggingface_hub client.
+HUB_MIRROR       := .airlock/hub-mirror
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAMA_OPENSSL=OFF
 
 .PHONY: setup system-tools test demo bench clean help
@@ -56,7 +59,12 @@ system-tools:
 	  else echo "note: missing$$missing (apt-get install tmux minisign util-linux golang-go); tests that need them will skip"; fi; \
 	fi
 
-test: setup
+$(HUB_MIRROR)/.installed: tests/hub-mirror-requirements.txt
+	test -x $(HUB_MIRROR)/bin/python || $(PYTHON) -m venv $(HUB_MIRROR)
+	$(HUB_MIRROR)/bin/pip install --quiet -r tests/hub-mirror-requirements.txt
+	touch $@
+
+test: setup $(HUB_MIRROR)/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 demo: setup

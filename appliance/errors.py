@@ -6,20 +6,25 @@ in a notification. Anything else escaping is a bug and keeps its traceback.
 
 
 class AirlockError(Exception):
-    """A problem the user can fix. `where` names the file/record/field, `fix` says what to do."""
+    """A problem the user can fix. `where` names the file/record/field, `fix` says what to do, `code` is a stable
+    dotted name for the kind of problem (`hub.gated`, `plan.no_space`): scripts and tests match the code, never
+    the wording, so messages can be improved freely."""
 
     exit_code = 2
 
-    def __init__(self, message: str, *, where: str | None = None, fix: str | None = None):
+    def __init__(self, message: str, *, where: str | None = None, fix: str | None = None, code: str = ""):
         self.message = message
         self.where = where
         self.fix = fix
+        self.code = code
         super().__init__(self.render())
 
     def render(self) -> str:
         text = f"{self.where}: {self.message}" if self.where else self.message
         if self.fix:
             text += f"\n  fix: {self.fix}"
+        if self.code:
+            text += f"\n  code: {self.code}"
         return text
 
 

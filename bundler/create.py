@@ -12,6 +12,7 @@ import json
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from appliance import __version__
@@ -27,99 +28,159 @@ from installer.progress import bar, step
 from . import env as envmod
 from . import models as modelmod
 from . import pack, readme, rehearsal, sbom, tools, wheels
+from .hub import Hub
+from .lock import new_pin, read_lock, write_lock
 from .spec import BundleSpec
 
 INSTALL_SH_SOURCE = Path(__file__).resolve().parents[1] / "installer" / "install.sh"
 
 
-def gather(spec: BundleSpec, work: Path, log=step, base: dict | None = None) -> dict:
-    """Stage everything; returns manifest sections and a list of (path, source, kind) logical files."""
-    files: list[tuple[str, Path, str]] = []
+@dataclass
+class Gathered:
+    """What the content gatherers collected: logical files (path, source, kind) and the manifest's sections."""
+
+    files: list = field(default_factory=list)
+    models: list = field(default_factory=list)
+    staged: list = field(default_factory=list)
+    pins: list = field(default_factory=list)
+    wheels: list = field(default_factory=list)
+    tools: dict = field(default_factory=dict)
+    env: dict = field(default_factory=dict)
+    converter: Path | None = None
+
+
+def gather_models(spec: BundleSpec, work: Path, got: Gathered, log, origins: list) -> None:
+    """Each model staged into an HF cache layout under work/hf-cache (hub models at their pinned commit)."""
     cache = work / "hf-cache"
     cache.mkdir(parents=True)
-    staged = []
-    for m in spec.models:
-        log(f"model {m.path or m.id}")
-        s = modelmod.stage_model(m, cache)
-        staged.append(s)
+    hub = Hub(spec.hub)
+    for m, origin in zip(spec.models, origins):
+        log(f"model {m.path or m.id}" + (f" @ {origin.commit[:12]} ({origin.ref})" if origin.pinned else ""))
+        s = modelmod.stage_model(m, cache, origin, hub)
+        got.staged.append(s)
+        if origin.pinned:
+            got.pins.append(new_pin(origin.hub_repo, origin.ref, origin.commit, hub.shown))
         prefix = f"models/{s.repo_id}"
-        files += [(f"{prefix}/{p.relative_to(s.snapshot)}", p.resolve(), "model")
-                  for p in sorted(s.snapshot.rglob("*")) if p.is_file()]
+        got.files += [(f"{prefix}/{p.relative_to(s.snapshot)}", p.resolve(), "model")
+                      for p in sorted(s.snapshot.rglob("*")) if p.is_file()]
+        got.models.append({"repo_id": s.repo_id, "revision": s.revision, "prefix": prefix, "source": s.source,
+                           "license": s.license, "pickle_weights": s.pickle_weights, "remote_code": s.remote_code,
+                           "skipped": s.skipped, "ref": origin.ref or s.revision})
+
+
+def gather_datasets(spec: BundleSpec, got: Gathered) -> None:
     for d in spec.datasets:
         if not Path(d.path).is_file():
             raise AirlockError("dataset file not found", where=f"spec: datasets[{d.path}]", fix="check the path")
-        files.append((f"datasets/{d.name or Path(d.path).name}", Path(d.path), "dataset"))
-    tool_facts = {}
+        got.files.append((f"datasets/{d.name or Path(d.path).name}", Path(d.path), "dataset"))
+
+
+def gather_wheels(spec: BundleSpec, work: Path, got: Gathered, log) -> None:
+    """Airlock's own stack (appliance: true), or the spec's wheels and the llama-cpp-python wheel."""
     if spec.appliance:
         from .appliance import appliance_wheels
 
-        wheel_list, tool_facts["llama-cpp-python"] = appliance_wheels(spec, work / "wheels", log)
+        got.wheels, got.tools["llama-cpp-python"] = appliance_wheels(spec, work / "wheels", log)
     else:
         extra = []
         if spec.tools.llama_cpp_wheel or spec.tools.llama_cpp_wheel_file:
             llama = tools.llama_cpp_wheel(spec.target, work / "wheels", spec.tools.llama_cpp_wheel_file,
                                           spec.tools.llama_cpp_wheel, log)
-            tool_facts["llama-cpp-python"] = {"version": wheels.parse(llama, "").version,
-                                              "cmake_args": tools.cmake_args(spec.target)}
+            got.tools["llama-cpp-python"] = {"version": wheels.parse(llama, "").version,
+                                             "cmake_args": tools.cmake_args(spec.target)}
             extra.append(llama)
-        wheel_list = wheels.gather(spec.wheels, spec.target, work / "wheels", log=log) if (
-            spec.wheels.requirements or spec.wheels.files or extra) else []
-    if wheel_list:
-        (work / "wheels" / "requirements.txt").write_text(wheels.requirements_txt(wheel_list))
-        files += [(f"wheels/{w.path.name}", w.path, "wheel") for w in wheel_list]
-        files.append(("wheels/requirements.txt", work / "wheels" / "requirements.txt", "meta"))
-    converter = None
-    if spec.tools.converter:
-        converter = tools.converter(log=log)
-        files += [(f"tools/{converter.name}/{p.relative_to(converter)}", p, "tool")
+        if spec.wheels.requirements or spec.wheels.files or extra:
+            got.wheels = wheels.gather(spec.wheels, spec.target, work / "wheels", log=log)
+    if got.wheels:
+        (work / "wheels" / "requirements.txt").write_text(wheels.requirements_txt(got.wheels))
+        got.files += [(f"wheels/{w.path.name}", w.path, "wheel") for w in got.wheels]
+        got.files.append(("wheels/requirements.txt", work / "wheels" / "requirements.txt", "meta"))
+
+
+def gather_converter(spec: BundleSpec, got: Gathered, log) -> None:
+    if not spec.tools.converter:
+        return
+    got.converter = converter = tools.converter(log=log)
+    got.files += [(f"tools/{converter.name}/{p.relative_to(converter)}", p, "tool")
                   for p in sorted(converter.rglob("*")) if p.is_file() and "__pycache__" not in p.parts]
-        tool_facts["llama.cpp-converter"] = {"version": converter.name.split("-", 1)[1], "dir": converter.name}
-    env_facts = {"mode": spec.env.mode, "unpacked_size": wheels.unpacked_size(wheel_list)
-                 if spec.env.mode == "wheelhouse" else 0}
-    if spec.env.mode == "conda":
-        digest = envmod.prefix_digest(spec.env.prefix)
-        old = (base or {}).get("env", {})
-        if old.get("prefix_digest") == digest:  # unchanged env: a delta reuses the site's copy (packing is not
-            log("conda env unchanged since the base bundle: not packed again")  # byte-reproducible)
-            env_facts.update({k: old[k] for k in ("path", "sha256", "unpacked_size", "prefix_digest")})
-            files.insert(0, ("env/env.tar.gz", ("base", old["sha256"], base["blob_sizes"][old["sha256"]]), "env"))
-        else:
-            log(f"conda-pack {spec.env.prefix}")
-            archive = envmod.pack_conda(spec.env.prefix, work / "env.tar.gz")
-            env_facts.update(path="env/env.tar.gz", sha256=sha256_file(archive), prefix_digest=digest,
-                             unpacked_size=envmod.unpacked_bound(spec.env.prefix))
-            files.insert(0, ("env/env.tar.gz", archive, "env"))
+    got.tools["llama.cpp-converter"] = {"version": converter.name.split("-", 1)[1], "dir": converter.name}
+
+
+def gather_env(spec: BundleSpec, work: Path, got: Gathered, log, base: dict | None) -> None:
+    got.env = {"mode": spec.env.mode,
+               "unpacked_size": wheels.unpacked_size(got.wheels) if spec.env.mode == "wheelhouse" else 0}
+    if spec.env.mode != "conda":
+        return
+    digest = envmod.prefix_digest(spec.env.prefix)
+    old = (base or {}).get("env", {})
+    if old.get("prefix_digest") == digest:  # unchanged env: a delta reuses the site's copy (packing is not
+        log("conda env unchanged since the base bundle: not packed again")  # byte-reproducible)
+        got.env.update({k: old[k] for k in ("path", "sha256", "unpacked_size", "prefix_digest")})
+        got.files.insert(0, ("env/env.tar.gz", ("base", old["sha256"], base["blob_sizes"][old["sha256"]]), "env"))
+        return
+    log(f"conda-pack {spec.env.prefix}")
+    archive = envmod.pack_conda(spec.env.prefix, work / "env.tar.gz")
+    got.env.update(path="env/env.tar.gz", sha256=sha256_file(archive), prefix_digest=digest,
+                   unpacked_size=envmod.unpacked_bound(spec.env.prefix))
+    got.files.insert(0, ("env/env.tar.gz", archive, "env"))
+
+
+def gather(spec: BundleSpec, work: Path, log=step, base: dict | None = None, origins: list | None = None) -> dict:
+    """Stage everything; returns manifest sections and a list of (path, source, kind) logical files.
+    `origins`: where each spec model comes from (bundler.models.locate); located here when not given."""
+    got = Gathered()
+    if origins is None:
+        hub = Hub(spec.hub)
+        origins = [modelmod.locate(m, hub) for m in spec.models]
+    gather_models(spec, work, got, log, origins)
+    gather_datasets(spec, got)
+    gather_wheels(spec, work, got, log)
+    gather_converter(spec, got, log)
+    gather_env(spec, work, got, log, base)
     rehearsal_facts = None
-    if spec.rehearsal and staged:
-        rehearsal_facts = rehearsal.rehearse(staged, cache, converter, log=log)
-    model_facts = [{"repo_id": s.repo_id, "revision": s.revision, "prefix": f"models/{s.repo_id}",
-                    "source": s.source, "license": s.license, "pickle_weights": s.pickle_weights,
-                    "remote_code": s.remote_code, "skipped": s.skipped} for s in staged]
+    if spec.rehearsal and got.staged:
+        rehearsal_facts = rehearsal.rehearse(got.staged, work / "hf-cache", got.converter, log=log)
     from .appliance import manifest_section
 
-    return {"files": files, "models": model_facts, "env": env_facts, "tools": tool_facts,
+    return {"files": got.files, "models": got.models, "env": got.env, "tools": got.tools, "pins": got.pins,
             "appliance": manifest_section() if spec.appliance else None,
             "wheels": [{"name": w.name, "version": w.version, "filename": w.path.name, "sha256": w.sha256,
-                        "purl": w.purl, "tags": w.tags} for w in wheel_list],
+                        "purl": w.purl, "tags": w.tags} for w in got.wheels],
             "rehearsal": rehearsal_facts}
 
 
 def create_bundle(spec: BundleSpec, out: Path, *, key: Path | None = None, unsigned: bool = False,
-                  since: Path | None = None, max_chunk: int = DEFAULT_MAX_CHUNK, log=step) -> Path:
-    """Build the bundle for `spec` into directory `out` (replaced as a whole). Returns `out`."""
+                  since: Path | None = None, max_chunk: int = DEFAULT_MAX_CHUNK, log=step, lock: Path | None = None,
+                  update: bool = False, plan: bool = True) -> Path:
+    """Build the bundle for `spec` into directory `out` (replaced as a whole). Returns `out`.
+
+    Hub models are pinned first (`lock`: the spec's lock file, whose commits are reused unless `update`), then the
+    plan is printed and the output's disk checked, then everything is gathered, packed and signed; the lock file
+    is written only once the bundle exists."""
     out = Path(out).resolve()
     started = time.time()
     secret = None
     if not unsigned:
         secret = minisign.read_secret_key(key or default_secret_key())
     base = _read_base(since) if since else None
+    hub = Hub(spec.hub)
+    pins = read_lock(lock)
+    origins = [modelmod.locate(m, hub, pins, update) for m in spec.models]
+    if plan:
+        from .plan import check_space, make_plan, render
+
+        the_plan = make_plan(spec, origins, hub, max_chunk, log)
+        print(render(the_plan), flush=True)
+        check_space(the_plan, out, the_plan.total("wheel") + the_plan.total("env"))
     work = Path(tempfile.mkdtemp(prefix=".airlock-bundle-work-", dir=out.parent if out.parent.is_dir() else None))
     try:
-        got = gather(spec, work, log, base)
+        got = gather(spec, work, log, base, origins)
         with staged_dir(out) as stage:
             manifest = write_bundle(stage, spec, got, base, secret, max_chunk, log)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    if lock is not None and got["pins"] and write_lock(lock, got["pins"]):
+        log(f"pinned {len(got['pins'])} hub model(s) in {lock}")
     summary(out, manifest, time.time() - started)
     return out
 

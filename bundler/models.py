@@ -14,6 +14,7 @@ from pathlib import Path
 from appliance.errors import AirlockError
 from appliance.hfcache import content_revision, install_snapshot, snapshot_path
 
+from .hub import COMMIT, Hub, offline_mode
 from .spec import ModelSpec
 
 KEEP = ["*.safetensors", "*.json", "*.jinja", "tokenizer.model", "spiece.model", "*.tiktoken", "vocab.txt",
@@ -64,7 +65,7 @@ def select_files(names: list[str], m: ModelSpec, where: str, config: dict | None
     return sorted(keep), facts
 
 
-def _read_config(directory: Path) -> dict | None:
+def read_config(directory: Path) -> dict | None:
     try:
         return json.loads((directory / "config.json").read_text())
     except (OSError, json.JSONDecodeError):
@@ -75,7 +76,7 @@ def _from_dir(directory: Path, m: ModelSpec, repo_id: str, revision: str, source
               cache: Path, where: str) -> StagedModel:
     names = sorted(str(p.relative_to(directory)) for p in directory.rglob("*")
                    if p.is_file() and ".cache" not in p.relative_to(directory).parts)
-    keep, facts = select_files(names, m, where, _read_config(directory))
+    keep, facts = select_files(names, m, where, read_config(directory))
     if not any(n.endswith(".safetensors") or _match(n, PICKLE) for n in keep):
         raise AirlockError("no weights found (*.safetensors)", where=where, fix="point at a complete model directory")
     import tempfile
@@ -90,58 +91,86 @@ def _from_dir(directory: Path, m: ModelSpec, repo_id: str, revision: str, source
             except OSError:
                 shutil.copyfile(src, dst)
         revision = revision or content_revision(Path(tmp))
-        snap = install_snapshot(Path(tmp), repo_id, revision, cache=cache)
+        snap = install_snapshot(Path(tmp), repo_id, revision, cache=cache, link=True)
     return StagedModel(repo_id, revision, snap, source, license, **facts)
 
 
-def stage_model(m: ModelSpec, cache: Path) -> StagedModel:
-    """Fetch/copy one model into the staging HF cache `cache`."""
+@dataclass
+class Origin:
+    """Where one spec model comes from, decided before any weights move: a local directory, the embedded default,
+    an HF cache on this machine, or the hub (or a mirror) at a pinned commit."""
+
+    kind: str  # path | embedded | cache | hub
+    repo_id: str  # its repo id at the site
+    license: str
+    where: str
+    directory: Path | None = None  # path, embedded, cache: the files are here already
+    hub_repo: str = ""  # hub: the repo to download
+    ref: str = ""  # hub: what the spec or card asked for (branch, tag or commit)
+    commit: str = ""  # hub: the commit it resolved to (pinned)
+    source: str = ""
+
+    @property
+    def pinned(self) -> bool:
+        return self.kind == "hub"
+
+
+def locate(m: ModelSpec, hub: Hub, pins: dict | None = None, update: bool = False) -> Origin:
+    """Decide where `m` comes from; for a hub model, the commit (the spec's, the lock's unless `update`, or the
+    one its branch points at now). Only hub metadata is read here; no weights move."""
     from appliance.catalog import find
 
     where = f"spec: models[{m.path or m.id}]"
     if m.path:
         directory = Path(m.path)
         if not directory.is_dir():
-            raise AirlockError("model directory not found", where=where, fix="check models[].path")
-        repo_id = m.repo_id or f"local/{directory.name}"
-        return _from_dir(directory, m, repo_id, "", f"local directory {directory.name}", m.license, cache, where)
+            raise AirlockError("model directory not found", where=where, fix="check models[].path",
+                               code="spec.model_path")
+        return Origin("path", m.repo_id or f"local/{directory.name}", m.license, where, directory,
+                      source=f"local directory {directory.name}")
     card = find(m.id)
     if card and card.embedded:  # the embedded default lives in this machine's HF cache under its own repo id
         from appliance.embedded import ensure_default_model
 
         snap = ensure_default_model(card)
-        return _from_dir(snap, m, m.repo_id or card.local_repo_id, snap.name, card.source,
-                         m.license or card.license, cache, where)
+        return Origin("embedded", m.repo_id or card.local_repo_id, m.license or card.license, where, snap,
+                      ref=snap.name, commit=snap.name, source=card.source)
     repo_id = card.repo_id if card else m.id
-    revision = m.revision or (card.revision if card else "")
+    ref = m.revision or (card.revision if card else "") or "main"
     license = m.license or (card.license if card else "")
-    local = snapshot_path(repo_id, revision or "main", m.cache)  # an existing HF cache first: no network
-    if local is not None:
-        return _from_dir(local, m, m.repo_id or repo_id, local.name, f"hf cache {repo_id}@{local.name}",
-                         license, cache, where)
-    if m.cache:
-        raise AirlockError(f"{repo_id}@{revision or 'main'} is not in the HF cache {m.cache}", where=where,
-                           fix="check models[].cache and the revision, or drop cache: to download from the hub")
-    return _from_hub(m, repo_id, revision, license, cache, where)
+    pin = None if update else (pins or {}).get((repo_id, ref))
+    if m.cache or offline_mode():  # an HF cache on this machine, never the network (HF_HUB_OFFLINE: as HF does)
+        local = snapshot_path(repo_id, pin.commit if pin else ref, m.cache)
+        if local is None:
+            cache = m.cache or "this machine's HF cache"
+            raise AirlockError(f"{repo_id}@{ref} is not in {cache}", where=where, code="hub.not_cached",
+                               fix="check models[].cache and the revision" + (
+                                   "" if m.cache else "; HF_HUB_OFFLINE is set: unset it to download"))
+        return Origin("cache", m.repo_id or repo_id, license, where, local, ref=ref, commit=local.name,
+                      source=f"hf cache {repo_id}@{local.name}")
+    commit = ref if COMMIT.fullmatch(ref) else (pin.commit if pin else hub.resolve(repo_id, ref, where))
+    return Origin("hub", m.repo_id or repo_id, license, where, hub_repo=repo_id, ref=ref, commit=commit,
+                  source=f"hub {hub.shown}/{repo_id}@{commit}")
 
 
-def _from_hub(m: ModelSpec, repo_id: str, revision: str, license: str, cache: Path, where: str) -> StagedModel:
-    """snapshot_download pinned to a commit, only the files select_files() allows."""
-    import re
+def hub_selection(origin: Origin, m: ModelSpec, hub: Hub) -> tuple[list[str], dict, dict[str, int]]:
+    """(the files to take, select_files' facts, {file: size}) of a hub model at its commit, from the hub's
+    metadata alone."""
+    sizes = hub.files(origin.hub_repo, origin.commit, origin.where)
+    config = hub.read_json(origin.hub_repo, origin.commit, "config.json", origin.where) if "config.json" in sizes \
+        else None
+    keep, facts = select_files(list(sizes), m, origin.where, config)
+    return keep, facts, sizes
 
-    if not re.fullmatch(r"[0-9a-f]{40}", revision or ""):
-        raise AirlockError(f"{repo_id}: a hub model must be pinned to a 40-hex commit (got {revision or 'none'})",
-                           where=where, fix="set revision: <commit sha> (see the repo's 'Files and versions' page)")
-    from huggingface_hub import HfApi, snapshot_download
 
-    names = HfApi().list_repo_files(repo_id, revision=revision)
-    config = None
-    if "config.json" in names:
-        from huggingface_hub import hf_hub_download
-
-        config = json.loads(Path(hf_hub_download(repo_id, "config.json", revision=revision)).read_text())
-    keep, _ = select_files(names, m, where, config)
-    directory = Path(snapshot_download(repo_id, revision=revision, allow_patterns=keep))
-    return _from_dir(directory, m, m.repo_id or repo_id, revision, f"hub {repo_id}@{revision}", license, cache,
-                     where)
-
+def stage_model(m: ModelSpec, cache: Path, origin: Origin, hub: Hub) -> StagedModel:
+    """Fetch/copy one located model into the staging HF cache `cache`."""
+    if origin.kind != "hub":
+        return _from_dir(origin.directory, m, origin.repo_id, origin.commit, origin.source, origin.license, cache,
+                         origin.where)
+    keep, facts, _ = hub_selection(origin, m, hub)
+    directory = hub.download(origin.hub_repo, origin.commit, keep, origin.where)
+    staged = _from_dir(directory, m, origin.repo_id, origin.commit, origin.source, origin.license, cache,
+                       origin.where)
+    staged.skipped = facts["skipped"]  # what the repo has and the bundle leaves out (never downloaded)
+    return staged

@@ -24,7 +24,8 @@ def render(manifest: dict, key_id: str | None) -> str:
     lines += ["WHAT IS INSIDE (size per component)"]
     for m in manifest.get("models", []):
         size = sum(f["size"] for f in kinds.get("model", []) if f["path"].startswith(m["prefix"] + "/"))
-        lines.append(f"  model    {m['repo_id']} @ {m['revision'][:12]}  {_size(size)}  "
+        pinned = f" (pinned from {m['ref']})" if m.get("ref") and m["ref"] != m["revision"] else ""
+        lines.append(f"  model    {m['repo_id']} @ {m['revision']}{pinned}  {_size(size)}  "
                      f"({m['license'] or 'licence not stated'})"
                      + ("  PICKLE WEIGHTS (install needs --allow-pickle)" if m["pickle_weights"] else "")
                      + ("  REMOTE CODE ALLOWED" if m["remote_code"] else ""))

@@ -62,11 +62,40 @@ class Target:
 
 
 @dataclass
+class HubSpec:
+    """Where hub models come from: the Hugging Face hub, or a site's own mirror of it (olah, a proxy).
+
+    endpoint: the hub's URL (default $HF_ENDPOINT, else https://huggingface.co).
+    token_file: a file holding a read token, for gated and private models (default $HF_TOKEN, else the token
+    `hf auth login` stored). The token is sent to the endpoint only: never written into the bundle, the lock
+    file or a log.
+    timeout: seconds to wait for the endpoint to answer a request.
+    """
+
+    endpoint: str = ""
+    token_file: Path | None = None
+    timeout: float = 30.0
+
+    def validate(self):
+        import re
+
+        if self.endpoint and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", self.endpoint):
+            raise AirlockError(f"endpoint {self.endpoint!r} is not an http(s) URL", where="spec: hub.endpoint",
+                               fix="e.g. https://huggingface.co or http://hf-mirror.example.internal:8090",
+                               code="spec.hub_endpoint")
+        if not 0 < self.timeout <= 3600:
+            raise AirlockError(f"timeout {self.timeout}", where="spec: hub.timeout", fix="seconds, 1 to 3600",
+                               code="spec.hub_timeout")
+
+
+@dataclass
 class ModelSpec:
     """One model: a catalog id, a hub repo id (+ revision), a repo id already in an HF cache, or a local dir."""
 
     id: str = ""  # catalog id or hub/cache repo id (org/name)
-    revision: str = ""  # hub commit to pin (required for hub downloads)
+    # A branch, tag or 40-hex commit (default: the catalog card's, else main). A branch or tag is resolved to its
+    # commit when the bundle is made and pinned in the spec's lock file (<spec>.lock).
+    revision: str = ""
     path: Path | None = None  # a local model directory instead of id
     repo_id: str = ""  # the repo id it gets at the site (default: id, or local/<dir name>)
     cache: Path | None = None  # an existing HF cache to take `id` from (default: this machine's)
@@ -122,6 +151,7 @@ class BundleSpec:
     name: str
     version: str
     target: Target = field(default_factory=Target)
+    hub: HubSpec = field(default_factory=HubSpec)
     models: list[ModelSpec] = field(default_factory=list)
     datasets: list[DatasetSpec] = field(default_factory=list)
     env: EnvSpec = field(default_factory=EnvSpec)
@@ -165,4 +195,5 @@ def resolve_paths(spec: BundleSpec, base: Path) -> BundleSpec:
     spec.wheels.files = [fix(f) for f in spec.wheels.files]
     spec.wheels.find_links = [fix(f) for f in spec.wheels.find_links]
     spec.tools.llama_cpp_wheel_file = fix(spec.tools.llama_cpp_wheel_file)
+    spec.hub.token_file = fix(spec.hub.token_file)
     return spec

