@@ -132,3 +132,26 @@ def test_a_bad_card_is_refused_with_a_clear_error(tmp_path):
     shutil.copy(good, renamed / "something-else.toml")
     with pytest.raises(AirlockError, match="differs from the file name"):
         load_card(renamed / "something-else.toml")
+
+
+def test_catalog_command_lists_every_model_with_a_spec_that_bundles_it(run_offline):
+    """`airlock models catalog` (offline): every card, its gating and template facts, and spec lines the bundler
+    accepts as they are printed."""
+    import json
+
+    import yaml
+
+    from appliance import schema
+    from bundler.spec import BundleSpec
+    from conftest import airlock_argv
+
+    rows = json.loads(run_offline(airlock_argv("models", "catalog", "--json")).stdout)
+    assert [r["id"] for r in rows] == sorted(CARDS)
+    for r in rows:
+        card = CARDS[r["id"]]
+        assert (r["gated"], r["tool_calls"], r["chat_template"]) == (card.gated, card.tool_calls, card.chat_template)
+        spec = schema.build(BundleSpec, {"name": "x", "version": "1", **yaml.safe_load(r["spec"])})
+        assert [m.id for m in spec.models] == [card.id]
+        assert (spec.hub.token_file is not None) == card.gated
+    table = run_offline(airlock_argv("models", "catalog")).stdout
+    assert all(card_id in table for card_id in CARDS)

@@ -1,5 +1,8 @@
-"""`airlock models list|show ID|rm ID [--force]|audit`: the artifacts this host produced, their lineage, the audit log.
+"""`airlock models catalog|list|show ID|rm ID [--force]|audit`: the catalog of base models, the artifacts this
+host produced, their lineage, the audit log.
 
+    airlock models catalog [--json]     # every supported base model: size, licence, gated, template, how to bundle it
+    airlock models twin CATALOG_ID --out DIR [--layers N]   # that model's exact architecture, random weights
     airlock models list [--kind adapter] [--json]
     airlock models show JOB_ID          # base -> dataset -> adapter -> merged -> gguf, with key figures
     airlock models rm JOB_ID [--force] [--keep-files]
@@ -7,6 +10,7 @@
 """
 
 import json
+from pathlib import Path
 
 KEY_FACTS = ("stage", "method", "steps", "type", "size", "sha256", "pref_beta", "pref_loss", "base_revision",
              "dataset_sha256")
@@ -17,6 +21,21 @@ def register(sub) -> None:
                        description="The registry of what this host produced (adapters, merged models, GGUF exports, "
                        "evaluations) with lineage, and the append-only audit log.")
     actions = p.add_subparsers(title="actions", metavar="ACTION", dest="action")
+    cat = actions.add_parser("catalog", help="the supported base models and the spec lines that bundle each")
+    cat.add_argument("--json", action="store_true", help="machine-readable output")
+    cat.set_defaults(func=catalog_cmd, offline=True)
+    tw = actions.add_parser("twin", help="a random-weight model with a catalog model's exact architecture",
+                            description="Writes a model with the catalog model's widths (hidden size, heads, KV heads, "
+                            "intermediate size, layers) and random weights, to test training, export and serving at "
+                            "real size without its weights. Offline; the vocabulary follows the tokenizer.")
+    tw.add_argument("id", help="catalog id (airlock models catalog)")
+    tw.add_argument("--out", type=Path, required=True, help="directory to write (a local model directory)")
+    tw.add_argument("--layers", type=int, help="fewer layers than the model has (the widths stay)")
+    tw.add_argument("--tokenizer", type=Path, help="a model directory whose tokenizer to use (default: the "
+                    "embedded model's)")
+    tw.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
+    tw.add_argument("--seed", type=int, default=0)
+    tw.set_defaults(func=twin_cmd, offline=True)
     ls = actions.add_parser("list", help="every artifact in the registry")
     ls.add_argument("--kind", help="only this kind (adapter, model, merged, gguf, eval, ...)")
     ls.add_argument("--json", action="store_true", help="machine-readable output")
@@ -62,6 +81,31 @@ def figures(entry: dict) -> str:
         if isinstance(value, dict) and key in ("fidelity", "summary"):
             shown += [f"{k}={v:.3g}" for k, v in value.items() if isinstance(v, (int, float))][:4]
     return " ".join(shown)
+
+
+def catalog_cmd(args) -> int:
+    from ..catalog import describe, load_catalog
+
+    rows = [describe(card) for card in load_catalog().values()]
+    if args.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return 0
+    print(f"{'ID':<30} {'PARAMS':>6} {'WEIGHTS':>9} {'LICENCE':<14} {'GATED':<5} {'TEMPLATE':<9} TOOLS")
+    for r in rows:
+        print(f"{r['id']:<30} {r['parameters']:>6} {'~' + format(r['weights_gb'], '.1f'):>6} GB {r['license']:<14} "
+              f"{'yes' if r['gated'] else 'no':<5} {r['chat_template']:<9} {'yes' if r['tool_calls'] else 'no'}")
+    print("\nBundle one on the connected machine: add to the spec's models (a gated one also needs hub.token_file),")
+    print("then `airlock bundle plan SPEC` sizes it and `airlock bundle create SPEC --out DIR` pins and packs it:")
+    print("  models:\n    - id: qwen2.5-7b-instruct")
+    return 0
+
+
+def twin_cmd(args) -> int:
+    from ..twin import build_twin
+
+    build_twin(args.id, args.out, layers=args.layers, tokenizer_dir=args.tokenizer, dtype=args.dtype,
+               seed=args.seed)
+    return 0
 
 
 def list_cmd(args) -> int:

@@ -24,7 +24,7 @@ from ..sources import GGUF, Source, base_of, check_adapter_dir, check_model_dir,
 from ..paths import home
 from . import gguf, metadata, modelfile, pretokenizer
 from .files import part_name, sweep_leftovers
-from .quantize import FTYPES, quantize
+from .quantize import FTYPES, describe_kquants, kquant_report, quantize
 
 TYPES = ("f16", "bf16", "q8_0", "q6_k", "q5_k_m", "q4_k_m", "q5_0", "q4_0", "q4_k_s", "q5_k_s", "q3_k_m", "q2_k")
 
@@ -38,6 +38,7 @@ class ExportResult:
     base_gguf: Path | None = None
     fidelity: dict = field(default_factory=dict)
     modelfile: dict = field(default_factory=dict)    # modelfile.check(): the Modelfile's prompt vs the chat template's
+    kquants: dict = field(default_factory=dict)      # type -> quantize.kquant_report(): matrices not K-quantized
     timings: dict = field(default_factory=dict)      # step -> seconds
 
 
@@ -133,6 +134,10 @@ def export_gguf(source: str, types: list[str] | None = None, *, out: Path | None
             result.timings[qtype] = time.perf_counter() - started
             result.files[qtype] = target
             _line(log, qtype, target, result.timings[qtype])
+            if report := kquant_report(target, qtype):
+                result.kquants[qtype] = report
+                if line := describe_kquants(qtype, report):
+                    log(line)
         if base_type in types:
             os.replace(work16, final16)
             result.files = {base_type: final16, **result.files}
@@ -286,7 +291,8 @@ def _record(src: Source, model_dir: Path, result: ExportResult) -> None:
         fid = {k: v for k, v in result.fidelity.get("types", {}).get(qtype, {}).items() if k != "answers"}
         registry.record("gguf", registry.id_for(path.stem, path), path, parents=[parent], type=qtype,
                         size=path.stat().st_size, sha256=sums[path.name], fidelity=fid, source=str(model_dir),
-                        modelfile_prompt_identical=result.modelfile.get("identical"))
+                        modelfile_prompt_identical=result.modelfile.get("identical"),
+                        **({"kquants": result.kquants[qtype]} if qtype in result.kquants else {}))
     if result.lora:
         registry.record("gguf", registry.id_for(result.lora.stem, result.lora), result.lora, parents=[src.name], type="lora-f16",
                         size=result.lora.stat().st_size, sha256=sums[result.lora.name], base_gguf=str(result.base_gguf))

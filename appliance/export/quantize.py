@@ -52,6 +52,34 @@ def quantize(src: Path, dst: Path, qtype: str, *, threads: int | None = None) ->
     return Path(dst)
 
 
+def kquant_report(path: Path, qtype: str) -> dict | None:
+    """For a K-quant type: which weight matrices llama.cpp could not K-quantize (K-quants pack 256 values a block,
+    so a row length that is not a multiple of 256 falls back to another type) and what it used instead, read from
+    the written GGUF itself. None for other types."""
+    if "_k" not in qtype:
+        return None
+    from collections import Counter
+
+    from gguf import GGUFReader
+
+    matrices = [t for t in GGUFReader(path).tensors if len(t.shape) >= 2]
+    fallback = [t for t in matrices if not t.tensor_type.name.endswith("_K")]
+    return {"matrices": len(matrices), "k_quantized": len(matrices) - len(fallback),
+            "fallback_types": dict(Counter(t.tensor_type.name.lower() for t in fallback)),
+            "fallback_row_lengths": sorted({int(t.shape[0]) for t in fallback if int(t.shape[0]) % 256})}
+
+
+def describe_kquants(qtype: str, report: dict | None) -> str | None:
+    """One line for the export's output when some matrices are not K-quantized, else None."""
+    if not report or not report["fallback_types"]:
+        return None
+    used = ", ".join(f"{t} x{n}" for t, n in sorted(report["fallback_types"].items()))
+    rows = report["fallback_row_lengths"]
+    why = f"rows of {', '.join(map(str, rows))} are not a multiple of 256" if rows else "llama.cpp's mix for this type"
+    return (f"  {qtype}: {report['k_quantized']} of {report['matrices']} matrices are K-quants; the rest are {used} "
+            f"({why})")
+
+
 def _nearly_full(directory: Path, needed_hint: int) -> bool:
     import shutil
 

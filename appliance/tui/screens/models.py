@@ -72,7 +72,11 @@ class ModelsScreen(AirlockScreen):
                         "kind": "base", "id": card.local_repo_id, "parents": [], "path": None,
                         "facts": {"parameters": card.parameters, "license": card.license,
                                   "installed": "yes" if card.local_repo_id in installed else "no",
-                                  "memory_gb(lora)": card.memory_gb.lora}}
+                                  "gated": "yes" if card.gated else "no",
+                                  "tool_calls": "yes" if card.tool_calls else "no",
+                                  "memory_gb(lora)": card.memory_gb.lora,
+                                  "bundle": f"models: [{{id: {card.id}}}]" + (" + hub.token_file" if card.gated
+                                                                               else "")}}
         except Exception as exc:
             self.fail_from_thread(exc, "reading the registry")
             return
