@@ -68,6 +68,39 @@ def appliance(tmp_path_factory, tiny_model):
             "install": proc, "tiny_model": tiny_model}
 
 
+def disk_usage(path: Path) -> int:
+    """Bytes a tree takes, each hard-linked file once (as `du` counts)."""
+    seen, total = set(), 0
+    for p in path.rglob("*"):
+        st = p.lstat()
+        if p.is_file() and not p.is_symlink() and (st.st_dev, st.st_ino) not in seen:
+            seen.add((st.st_dev, st.st_ino))
+            total += st.st_size
+    return total
+
+
+def test_plan_matches_the_appliance_bundle_and_its_install(appliance):
+    """`airlock bundle plan`'s figures, from metadata only, against the bundle on the media and the installed home
+    (within 5%), the same way the README's table measures them."""
+    from appliance import schema
+    from bundler.hub import Hub
+    from bundler.models import locate
+    from bundler.plan import make_plan
+    from bundler.spec import BundleSpec
+    from installer.format import DEFAULT_MAX_CHUNK
+
+    spec = schema.build(BundleSpec, spec_for(appliance["tiny_model"], appliance["data"], "1.0"))
+    plan = make_plan(spec, [locate(m, Hub()) for m in spec.models], Hub(), DEFAULT_MAX_CHUNK, log=lambda *_: None)
+    manifest = json.loads((appliance["bundle"] / "MANIFEST.json").read_text())
+    assert plan.chunks == len(manifest["chunks"])
+    assert abs(plan.payload / manifest["payload_size"] - 1) < 0.05, (plan.payload, manifest["payload_size"])
+    media = disk_usage(appliance["bundle"])
+    assert abs(plan.media / media - 1) < 0.05, (plan.media, media)
+    home = disk_usage(appliance["site"])
+    assert abs((plan.store + plan.env) / home - 1) < 0.05, (plan.store, plan.env, home)
+    print(f"plan vs actual: media {plan.media} / {media}; host {plan.store + plan.env} / {home}")
+
+
 def airlock(appliance, *args, check=True):
     site = appliance["site"]
     work = appliance["root"] / "work"
