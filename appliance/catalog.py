@@ -4,7 +4,6 @@ A card says where a model comes from (hub repo + pinned revision, or for the emb
 PyPI package), its licence, chat template family, LoRA target modules and rough memory needs per method.
 """
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -116,6 +115,7 @@ def describe(card: ModelCard) -> dict:
 
 
 def load_card(path: Path) -> ModelCard:
+    tomllib = schema.toml()
     try:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:

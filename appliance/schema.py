@@ -240,7 +240,8 @@ def parse_overrides(pairs: list[str]) -> dict:
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
-        if isinstance(value, str):  # YAML 1.1 reads 2e-4 as text; users mean a number
+        quoted = raw.strip()[:1] in ("'", '"')  # --set 'target.python="3.10"' stays text
+        if isinstance(value, str) and not quoted:  # YAML 1.1 reads 2e-4 as text; users mean a number
             try:
                 value = float(value) if any(c in value.lower() for c in ".e") else int(value)
             except ValueError:
@@ -261,13 +262,22 @@ def merge(base: dict, override: dict) -> dict:
     return out
 
 
+def toml():
+    """The standard library's TOML reader (Python 3.11+), or tomli, its backport for 3.10 (same API)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    return tomllib
+
+
 def load_file(path: Path) -> dict:
     """Read a YAML, JSON or TOML config file into a dict, with a clear error naming the file and line."""
     import json
-    import tomllib
 
     import yaml
 
+    tomllib = toml()
     path = Path(path)
     if not path.is_file():
         raise AirlockError("config file not found", where=str(path), fix="check the path")

@@ -13,6 +13,9 @@ from appliance import schema
 from appliance.errors import AirlockError
 
 
+SUPPORTED_PYTHONS = ("3.10", "3.11", "3.12", "3.13")
+
+
 @dataclass
 class Target:
     """The offline host: what the wheels and the llama-cpp-python build are for.
@@ -38,8 +41,13 @@ class Target:
         if not re.fullmatch(r"2\.\d{1,2}", self.glibc) or self.glibc_version < (2, 17):
             raise AirlockError(f"glibc {self.glibc!r}", where="spec: target.glibc",
                                fix="the site's glibc as `ldd --version` prints it, 2.17 or later (e.g. \"2.28\")")
-        if not re.fullmatch(r"3\.\d{1,2}", self.python):
-            raise AirlockError(f"python {self.python!r}", where="spec: target.python", fix="e.g. \"3.11\"")
+        if self.python == "3.1":  # YAML reads an unquoted 3.10 as the number 3.1
+            raise AirlockError("python 3.1 (YAML read an unquoted 3.10 as a number)", where="spec: target.python",
+                               fix='quote it: python: "3.10"', code="spec.python")
+        if self.python not in SUPPORTED_PYTHONS:
+            raise AirlockError(f"python {self.python!r}", where="spec: target.python", code="spec.python",
+                               fix=f"one of {', '.join(SUPPORTED_PYTHONS)} (quoted, e.g. \"3.12\"): the Pythons "
+                               "Airlock and its stack support")
         if self.cuda_architectures and not re.fullmatch(r"\d{2,3}(;\d{2,3})*", self.cuda_architectures):
             raise AirlockError(f"cuda_architectures {self.cuda_architectures!r}", where="spec: target",
                                fix="compute capabilities separated by ';', e.g. \"80;90\" (A100 and H100)")

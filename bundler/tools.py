@@ -4,8 +4,8 @@ a llama-cpp-python wheel for the target, made self-contained.
 The wheel is the one `make setup` built (<home>/wheels), a file the spec names, or one built here (about 7
 minutes on 2 cores). Builds use portable CPU flags (-DGGML_NATIVE=OFF: the default -march=native would crash on
 an older CPU at the site) without OpenSSL (the appliance never downloads), and -DGGML_CUDA=on with the target's
-CMAKE_CUDA_ARCHITECTURES for a CUDA host, which needs nvcc here (Debian's nvidia-cuda-toolkit, or the
-nvidia-cuda-nvcc wheel from the registry). --no-cache-dir matters: pip's wheel cache ignores CMAKE_ARGS and would
+CMAKE_CUDA_ARCHITECTURES for a CUDA host, compiled with the CUDA toolchain bundler.cuda provides (for cuda13:
+NVIDIA's compiler and library wheels from the registry, no toolkit needed here). --no-cache-dir matters: pip's wheel cache ignores CMAKE_ARGS and would
 hand back a native build made earlier.
 
 A wheel built on this machine links its C/C++ runtime (libgomp) from this machine; auditwheel repair vendors it
@@ -43,37 +43,47 @@ def converter(log=print) -> Path:
 
 
 def cmake_args(target: Target) -> str:
+    """CMake flags of the llama-cpp-python build for `target`. CUDA: the target's GPU architectures, and no direct
+    link to the driver (GGML_CUDA_NO_VMM): the binding then loads on a host without one, where llama.cpp runs on
+    the CPU, and at a GPU host the driver is found at run time."""
     args = ["-DGGML_NATIVE=OFF", "-DLLAMA_OPENSSL=OFF"]
     if target.accelerator.startswith("cuda"):
-        if not shutil.which("nvcc"):
-            raise AirlockError("the target asks for CUDA, but there is no CUDA compiler (nvcc) here",
-                               where="spec: target.accelerator",
-                               fix="build on a machine with nvcc (apt-get install nvidia-cuda-toolkit, or pip install "
-                               "nvidia-cuda-nvcc-cu12 and put its bin/ on PATH), or set tools.llama_cpp_wheel_file")
-        args.append("-DGGML_CUDA=on")
+        args += ["-DGGML_CUDA=on", "-DGGML_CUDA_NO_VMM=ON"]
         if target.cuda_architectures:
             args.append(f"-DCMAKE_CUDA_ARCHITECTURES={target.cuda_architectures}")
     return " ".join(args)
 
 
 def check_buildable(target: Target) -> None:
-    """Building a compiled wheel here is only right when this machine has the target's architecture and Python."""
-    here = (platform.machine(), f"{sys.version_info.major}.{sys.version_info.minor}")
-    if here != (target.arch, target.python):
-        raise AirlockError(f"cannot build llama-cpp-python for {target.arch}/Python {target.python} on "
-                           f"{here[0]}/Python {here[1]}", where="spec: tools",
+    """Building a compiled wheel here is only right when this machine has the target's architecture (the wheel is
+    py3-none: any CPython 3 loads it)."""
+    here = platform.machine()
+    if here != target.arch:
+        raise AirlockError(f"cannot build llama-cpp-python for {target.arch} on {here}", where="spec: tools",
                            fix="run the bundler on a machine like the target, or set tools.llama_cpp_wheel_file")
 
 
 def build_llama_cpp_wheel(target: Target, dest: Path, log=print) -> Path:
-    """Build llama-cpp-python==pin from its hash-checked sdist into a portable wheel for `target`."""
+    """Build llama-cpp-python==pin from its hash-checked sdist into a portable wheel for `target` (for a CUDA
+    target with the CUDA toolchain of bundler.cuda). Records how long it took."""
+    import time
+
     check_buildable(target)
     sdist = fetch_pinned(LLAMA_CPP_PYTHON.package, LLAMA_CPP_PYTHON.version, LLAMA_CPP_PYTHON.filename,
                          LLAMA_CPP_PYTHON.sha256, sdist=True)
-    env = dict(os.environ, CMAKE_ARGS=cmake_args(target),
-               CMAKE_BUILD_PARALLEL_LEVEL=str(os.cpu_count() or 2), PIP_DISABLE_PIP_VERSION_CHECK="1")
-    log(f"building llama-cpp-python {LLAMA_CPP_PYTHON.version} for the target ({env['CMAKE_ARGS']}); "
-        "this takes several minutes ...")
+    args = cmake_args(target)
+    env = dict(os.environ, CMAKE_BUILD_PARALLEL_LEVEL=str(os.cpu_count() or 2), PIP_DISABLE_PIP_VERSION_CHECK="1")
+    if target.accelerator.startswith("cuda"):
+        from .cuda import toolchain
+
+        cuda = toolchain(target, wheels_dir(), log)
+        env.update(cuda["env"])
+        args += f" -DCMAKE_CUDA_COMPILER={cuda['nvcc']} -DCUDAToolkit_ROOT={cuda['root']}"
+    env["CMAKE_ARGS"] = args
+    log(f"building llama-cpp-python {LLAMA_CPP_PYTHON.version} for the target ({args}); this takes "
+        + ("an hour or more on 2 cores (CUDA kernels for each architecture) ..." if "GGML_CUDA=on" in args
+           else "several minutes ..."))
+    started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-cache-dir",
                                  "--progress-bar=off", "-w", tmp, str(sdist)], env=env, capture_output=True,
@@ -81,9 +91,12 @@ def build_llama_cpp_wheel(target: Target, dest: Path, log=print) -> Path:
         built = list(Path(tmp).glob("llama_cpp_python-*.whl"))
         if result.returncode != 0 or not built:
             raise AirlockError("building the llama-cpp-python wheel failed:\n" + result.stderr[-2000:],
-                               where="spec: tools.llama_cpp_wheel", fix="install cmake and a C++ compiler")
+                               where="spec: tools.llama_cpp_wheel", code="tools.llama_build",
+                               fix="install cmake and a C++ compiler (g++); for CUDA see the lines above")
         dest.mkdir(parents=True, exist_ok=True)
-        return Path(shutil.copy2(built[0], dest / built[0].name))
+        wheel = Path(shutil.copy2(built[0], dest / built[0].name))
+    log(f"built {wheel.name}: {wheel.stat().st_size / 2**20:.1f} MiB in {(time.time() - started) / 60:.1f} min")
+    return wheel
 
 
 def setup_wheel() -> Path | None:
@@ -142,14 +155,29 @@ def stand_in_wheel(target: Target, dest: Path) -> Path:
     return path
 
 
+def built_wheel_dir(target: Target) -> Path:
+    """Where a wheel built for a CUDA target is kept, so the next bundle for the same GPUs reuses it."""
+    import hashlib
+
+    key = hashlib.sha256(cmake_args(target).encode()).hexdigest()[:12]
+    return wheels_dir() / f"llama-{target.accelerator}-{key}"
+
+
 def llama_cpp_wheel(target: Target, dest: Path, given: Path | None = None, build: bool = False, log=print) -> Path:
     """The llama-cpp-python wheel for the target, self-contained, in `dest`: the spec's file, else (for a CPU
-    target) the one `make setup` built, else a fresh build."""
+    target) the one `make setup` built, else (for CUDA) the one an earlier bundle built for the same flags, else a
+    fresh build."""
     wheel = Path(given) if given else None
     if wheel is None and not build and target.accelerator == "cpu":
         wheel = setup_wheel()
         if wheel:
             log(f"llama-cpp-python: the portable wheel make setup built ({wheel.name})")
+    if wheel is None and target.accelerator.startswith("cuda"):
+        kept = built_wheel_dir(target)
+        found = sorted(kept.glob(f"llama_cpp_python-{LLAMA_CPP_PYTHON.version}-*.whl")) if not build else []
+        if found:
+            log(f"llama-cpp-python: the CUDA wheel built earlier for these flags ({kept.name})")
+        wheel = found[-1] if found else build_llama_cpp_wheel(target, kept, log)
     if wheel is None:
         with tempfile.TemporaryDirectory() as tmp:
             return repair(build_llama_cpp_wheel(target, Path(tmp), log), dest, target)

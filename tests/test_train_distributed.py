@@ -234,7 +234,7 @@ def test_distributed_config_keys_are_checked_by_name(tmp_path, overrides, where,
 def test_distributed_flags_set_the_config_and_the_ranks_memory_share(tmp_path):
     from appliance.commands.train import DISTRIBUTED_FLAGS
     from appliance.train import load_config
-    from appliance.train.distributed_config import memory_per_rank
+    from appliance.train.memory import _sharding
 
     cfg = load_config(_config(tmp_path, "cfg"), [
         "distributed.nproc_per_node=8", "distributed.nnodes=2", "distributed.node_rank=1",
@@ -242,13 +242,13 @@ def test_distributed_flags_set_the_config_and_the_ranks_memory_share(tmp_path):
     d = cfg.distributed
     assert (d.world_size, d.port(), d.allow) == (16, 29500, ["10.0.0.0/24"])
     assert {flag for flag, *_ in DISTRIBUTED_FLAGS} >= {"--node-rank", "--master-addr", "--nproc-per-node"}
-    # full fine-tuning, 16 GiB in one process: DDP keeps all of it per rank, ZeRO-2-like sharding splits gradients
-    # and optimizer states, ZeRO-3-like (full_shard) the weights too.
-    assert memory_per_rank(16, "full", d) == pytest.approx(1.0)
+    # each rank's share of (weights, gradients, optimizer moments): DDP keeps all of it, ZeRO-2-like sharding
+    # splits gradients and moments, ZeRO-3-like (full_shard) the weights too (the memory planner's rule)
+    assert _sharding(cfg, 16) == pytest.approx((1 / 16, 1 / 16, 1 / 16))
     d.fsdp.sharding = "shard_grad_op"
-    assert memory_per_rank(16, "full", d) == pytest.approx(4 + 12 / 16)
+    assert _sharding(cfg, 16) == pytest.approx((1.0, 1 / 16, 1 / 16))
     d.strategy, d.fsdp.sharding = "ddp", "full_shard"
-    assert memory_per_rank(16, "full", d) == 16
+    assert _sharding(cfg, 16) == (1.0, 1.0, 1.0)
 
 
 @pytest.mark.parametrize("strategy", ["fsdp", "deepspeed"])

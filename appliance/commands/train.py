@@ -30,7 +30,8 @@ class _KeyHelp(argparse.HelpFormatter):
 
 
 def register(sub) -> None:
-    p = sub.add_parser("train", help="fine-tune a model (LoRA, QLoRA or full; SFT or DPO) as a job",
+    p = sub.add_parser("train", help="fine-tune a model (LoRA, QLoRA or full; SFT, DPO, KTO or pre-training) as a "
+                       "job",
                        formatter_class=_KeyHelp,
                        description="Fine-tune a base model on a dataset. CONFIG is a YAML/JSON/TOML file, or "
                        "the name of a shipped config (sft_lora_default, sft_lora_demo, dpo_lora_demo); --set "
@@ -48,6 +49,11 @@ def register(sub) -> None:
     p.add_argument("--name", help="a name for the job (its id starts with it)")
     p.add_argument("--resume", metavar="JOB", help="continue a stopped or crashed job from its last whole checkpoint")
     p.add_argument("--from-checkpoint", type=int, metavar="STEP", help="with --resume: from this step's checkpoint")
+    p.add_argument("--plan", action="store_true", help="estimate the run's peak memory per rank from the "
+                   "architecture alone (no weights loaded), say whether it fits, and exit")
+    p.add_argument("--gpu-mem", type=float, metavar="GB", help="with --plan: plan for a GPU of this many GiB "
+                   "(default: this host's GPU, or its RAM on a CPU host)")
+    p.add_argument("--json", action="store_true", help="with --plan: machine-readable output")
     dist = p.add_argument_group("several processes or hosts (the config's distributed: section; see docs/distributed.md)")
     for flag, key, kind in DISTRIBUTED_FLAGS:
         action = dist.add_argument(flag, type=kind, metavar=key.split(".")[-1].upper(), help=key)
@@ -98,6 +104,8 @@ def run(args) -> int:
             raise AirlockError("no config given", fix="airlock train sft_lora_default --set data.path=YOUR_DATA.jsonl")
         else:
             cfg = load_config(args.config, args.overrides)
+        if args.plan:
+            return _plan(cfg, args)
         preflight(cfg)  # fail in a second, before a job exists
         job = start(cfg, ["airlock", *sys.argv[1:]], name)
     log_start = job.log_path.stat().st_size if job.log_path.is_file() else 0  # a resume shows only the new part
@@ -115,6 +123,17 @@ def run(args) -> int:
         return 130
     raise AirlockError(f"job {job.id} {status['state']}: {status.get('message', '')}",
                        fix=f"see {job.log_path}; fix the cause, then `airlock train --resume {job.id}`")
+
+
+def _plan(cfg, args) -> int:
+    import json
+
+    from ..train.memory import plan_for, render
+
+    plan, arch = plan_for(cfg, args.gpu_mem)
+    print(json.dumps({"model": arch.name, "parameters": arch.params, **plan.to_dict()}, indent=1) if args.json
+          else render(plan, arch, cfg))
+    return 0 if plan.fits is not False else 1
 
 
 def _print_keys(args) -> int:

@@ -50,6 +50,10 @@ def preflight(cfg: TrainConfig, *, hardware: bool = True, data: bool = True) -> 
         from .resources import check_dtype
 
         device = check_dtype(cfg.dtype, cfg.method)
+        if device == "cuda":
+            from .memory import check_fits
+
+            check_fits(cfg)  # the estimate from the architecture, before any weights load
         if cfg.torch_compile:
             from .compile import check_compiler
 

@@ -112,24 +112,6 @@ class DistributedConfig:
         _check_allow(self.allow)
 
 
-# What a training step keeps in memory, by share of a card's single-process estimate: full fine-tuning holds fp32
-# weights, gradients and Adam's two moments (4 + 4 + 8 bytes a parameter); LoRA is almost all frozen base weights.
-_SHARES = {"full": (0.25, 0.25, 0.5), "lora": (0.9, 0.05, 0.05), "qlora": (0.9, 0.05, 0.05)}
-
-
-def memory_per_rank(need_gb: float, method: str, d: DistributedConfig) -> float:
-    """Each rank's share of a single-process memory estimate under the strategy: DDP holds everything on every
-    rank; ZeRO-2-like sharding (fsdp shard_grad_op, deepspeed zero2) splits gradients and optimizer states;
-    ZeRO-3-like (fsdp full_shard, deepspeed zero3) splits the weights too."""
-    weights, grads, optim = (need_gb * share for share in _SHARES.get(method, _SHARES["full"]))
-    n = d.world_size
-    if n == 1 or d.strategy == "ddp":
-        return need_gb
-    stage3 = (d.strategy == "fsdp" and d.fsdp.sharding == "full_shard") or \
-        (d.strategy == "deepspeed" and d.deepspeed == "zero3")
-    return (weights / n if stage3 else weights) + (grads + optim) / n
-
-
 def _check_allow(entries: list[str]) -> None:
     import ipaddress
 

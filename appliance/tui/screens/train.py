@@ -1,9 +1,9 @@
-"""Train: a form for every training setting, validated as you type by the same schema the CLI uses, a memory
-estimate from the catalog card, the equivalent config file and CLI command, and Start (a detached job).
+"""Train: a form for every training setting, validated as you type by the same schema the CLI uses, the memory
+planner's estimate, the equivalent config file and CLI command, and Start (a detached job).
 
 Library calls: appliance.train.from_dict (schema.build + TrainConfig.validate: the `airlock train` validation),
-appliance.train.load_config (Ctrl+L loads a config file), appliance.catalog.find / default_card (pre-fill and the
-memory estimate from memory_gb, per rank through train.distributed_config.memory_per_rank), appliance.train.preflight
+appliance.train.load_config (Ctrl+L loads a config file), appliance.catalog.find / default_card (pre-fill),
+appliance.train.memory (the estimate `airlock train --plan` prints, per rank), appliance.train.preflight
 (the CLI's pre-flight checks: the quick part as you type, all of it on Start), appliance.train.start +
 appliance.jobs.start_detached (the job). Then the Jobs screen follows it.
 """
@@ -80,6 +80,7 @@ class TrainScreen(AirlockScreen):
         self.config = None  # the last valid TrainConfig
         self.stage_shown = "sft"  # the stage whose packing default the form shows
         self.gpus = []
+        self._architectures: dict = {}  # model reference -> train.memory.Architecture (read once)
 
     def body(self) -> ComposeResult:
         suggestions = {"model": self._model_suggestions(), "lr_scheduler_type": []}
@@ -201,40 +202,36 @@ class TrainScreen(AirlockScreen):
         self._show_cli()
         return self.config
 
-    def _card(self):
-        from ...catalog import default_card, find
-
-        model = str(self.query_one(ConfigForm).raw("model")).strip()
-        try:
-            return find(model) if model else default_card()
-        except AirlockError:
-            return None
-
     def _show_memory(self) -> None:
-        card = self._card()
-        method = self.query_one(ConfigForm).raw("method")
-        memory = self.query_one("#memory", Static)
-        if card is None:
-            memory.update("no catalog card for this model: no memory estimate")
+        """The memory planner's estimate for the form's config (a worker: it reads the model's architecture)."""
+        if self.config is None:
+            self.query_one("#memory", Static).update("memory: fix the config to see the estimate")
             return
-        need = getattr(card.memory_gb, method)
-        per_rank = ""
-        if self.config is not None and self.config.distributed.enabled:
-            from ...train.distributed_config import memory_per_rank
-
-            d = self.config.distributed
-            need = round(memory_per_rank(need, method, d), 1)
-            per_rank = f" per rank ({d.world_size} ranks, {d.strategy})"
         device = self.query_one("#device", Select).value
         gpu = next((g for g in self.gpus if f"gpu{g.index}" == device), None)
-        if gpu is not None:
-            have, where = gpu.total_gb - gpu.used_gb, f"GPU {gpu.index} free"
+        self.plan_memory(self.config, gpu)
+
+    @work(thread=True, exclusive=True, group="train-memory", exit_on_error=False)
+    def plan_memory(self, cfg, gpu) -> None:
+        from ...train.memory import GIB, architecture, estimate, human
+        from ...catalog import default_card, find
+
+        try:
+            arch = self._architectures.get(cfg.model) or architecture(cfg.model)
+            self._architectures[cfg.model] = arch
+            capacity = int((gpu.total_gb - gpu.used_gb) * GIB) if gpu else int(
+                (host.cpu().ram_total_gb - host.cpu().ram_used_gb) * GIB)
+            plan = estimate(cfg, arch, "cuda" if gpu else "cpu", find(cfg.model) if cfg.model else default_card(),
+                            capacity)
+        except Exception as exc:  # noqa: BLE001 (shown in place; the form stays usable)
+            text = f"memory: no estimate ({getattr(exc, 'message', exc)})"
         else:
-            cpu = host.cpu()
-            have, where = cpu.ram_total_gb - cpu.ram_used_gb, "RAM free"
-        verdict = "fits" if need <= have else "[b]does not fit[/b]"
-        memory.update(f"{method} needs ~{need:g} GiB{per_rank} (catalog card, batch 1); {where} {have:.1f} GiB: "
-                      f"{verdict}")
+            verdict = "fits" if plan.fits else "[b]does not fit[/b]"
+            where = f"GPU {gpu.index} free" if gpu else "RAM free"
+            text = (f"memory: ~{human(plan.peak)} {'per GPU' if gpu else 'RAM'} (activations "
+                    f"{human(plan.parts['activations'])}); {where} {human(capacity)}: {verdict}"
+                    + (f"\nto fit: {plan.advice[0]}" if plan.advice else ""))
+        self.app.call_from_thread(self.query_one("#memory", Static).update, text)
 
     def _config_yaml(self) -> str:
         import yaml
