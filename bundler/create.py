@@ -30,6 +30,7 @@ from . import models as modelmod
 from . import pack, readme, rehearsal, sbom, tools, wheels
 from .hub import Hub
 from .lock import new_pin, read_lock, write_lock
+from .plan import install_need
 from .spec import BundleSpec
 
 INSTALL_SH_SOURCE = Path(__file__).resolve().parents[1] / "installer" / "install.sh"
@@ -244,6 +245,8 @@ def write_bundle(stage: Path, spec: BundleSpec, got: dict, base: dict | None, se
         "blobs": {sha: {"size": size, "offset": offsets.get(sha)} for sha, (size, _) in sorted(sources.items())},
         "files": entries,
         "installer": {n: sha256_file(stage / n) for n in (INSTALL_SH, INSTALLER_PYZ)},
+        "host_need": install_need(sum(s for _, s, _ in to_pack), got["env"],
+                                  [src for _, src, kind in got["files"] if kind == "wheel"]),
     }
     raw = (json.dumps(manifest, indent=1, sort_keys=False) + "\n").encode()
     (stage / MANIFEST).write_bytes(raw)
@@ -271,14 +274,17 @@ def env_info(manifest: dict, manifest_sha: str, sizes: list[tuple[str, int]]) ->
     """bundle.env: what install.sh needs before Python exists, in the exact line form FORMAT.md gives."""
     env = manifest["env"]
     blob = manifest["blobs"].get(env.get("sha256") or "", {}) if env["mode"] == "conda" else {}
+    target = manifest["target"]
     info = {"FORMAT": FORMAT, "NAME": manifest["name"], "VERSION": manifest["version"],
-            "MANIFEST_SHA256": manifest_sha, "TARGET_PYTHON": manifest["target"]["python"],
+            "MANIFEST_SHA256": manifest_sha, "TARGET_ARCH": target["arch"], "TARGET_PYTHON": target["python"],
+            "TARGET_GLIBC": target["glibc"], "TARGET_ACCELERATOR": target["accelerator"],
             "ENV_MODE": env["mode"],
             "ENV_ID": env_id(env["mode"], manifest["target"]["python"], env.get("sha256"),
                              [w["sha256"] for w in manifest["wheels"]]),
             "ENV_SHA256": env.get("sha256") or "", "ENV_SIZE": blob.get("size", 0),
             "ENV_OFFSET": "" if blob.get("offset") is None else blob["offset"],
-            "ENV_UNPACKED": env.get("unpacked_size", 0), "PAYLOAD_SIZE": manifest["payload_size"]}
+            "ENV_UNPACKED": env.get("unpacked_size", 0), "PAYLOAD_SIZE": manifest["payload_size"],
+            "NEED_BYTES": manifest["host_need"]}
     return "".join(f"{k}={v}\n" for k, v in info.items()) + "".join(f"SIZE={n} {name}\n" for name, n in sizes)
 
 

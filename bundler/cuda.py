@@ -26,6 +26,7 @@ REGISTRY_TOOLCHAINS = {
 # The oldest NVIDIA driver branch each CUDA major runs on (NVIDIA's CUDA release notes): a host's driver must be at
 # least this (`nvidia-smi` prints it).
 MIN_DRIVER = {"12": "525", "13": "580"}
+DEFAULT_TOOLKIT = Path("/usr/local/cuda")  # where NVIDIA's installers put a toolkit
 WHERE = "spec: target.accelerator"
 
 
@@ -83,7 +84,7 @@ def _lay_out(cu: Path) -> None:
 
 def system_toolchain(major: str) -> dict:
     """This machine's nvcc (PATH, CUDACXX or /usr/local/cuda), if it is CUDA `major` and has cuBLAS."""
-    candidates = [os.environ.get("CUDACXX"), shutil.which("nvcc"), "/usr/local/cuda/bin/nvcc"]
+    candidates = [os.environ.get("CUDACXX"), shutil.which("nvcc"), DEFAULT_TOOLKIT / "bin" / "nvcc"]
     nvcc = next((Path(c) for c in candidates if c and Path(c).is_file()), None)
     if nvcc is None:
         raise AirlockError(f"the target asks for CUDA {major}, and there is no CUDA {major} compiler here",

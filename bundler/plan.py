@@ -122,6 +122,7 @@ def plan_wheels(spec: BundleSpec, log) -> list[Item]:
         if not requirements:
             return items
         resolved = wheels.resolve(requirements, spec.target, dest, spec.wheels, constraints, log)
+        wheels.check_resolved_torch(resolved, spec.target)
         sizes = wheel_sizes([r["url"] for r in resolved if r["url"].endswith(".whl")])
         for r in resolved:
             if items and r["name"].lower().replace("_", "-") == "llama-cpp-python":
@@ -226,6 +227,18 @@ def render(plan: Plan, limit: int = 6) -> str:
               f"{human(plan.env)}; the HF cache and release tree are hard links into the store), "
               f"peak {human(plan.peak)}"]
     return "\n".join(lines)
+
+
+def install_need(packed: int, env: dict, wheel_files: list[Path]) -> int:
+    """What the install of a written bundle takes on the host at its peak, as bundle.env's NEED_BYTES tells
+    install.sh: the blobs it stores, and the env (the wheels unpacked and byte-compiled in a venv, or the packed
+    env's private copy and what it unpacks to)."""
+    if env["mode"] == "wheelhouse":
+        sizes = wheel_sizes([str(w) for w in wheel_files])
+        return packed + VENV_BASE + sum(z.unpacked + int(z.python * PYC_PER_PY) for z in sizes.values())
+    if env["mode"] == "conda":
+        return packed + env["unpacked_size"] * 2
+    return packed
 
 
 def check_space(plan: Plan, out: Path, work_bytes: int) -> None:

@@ -13,7 +13,12 @@ from appliance import schema
 from appliance.errors import AirlockError
 
 
-SUPPORTED_PYTHONS = ("3.10", "3.11", "3.12", "3.13")
+SUPPORTED_PYTHONS = ("3.11", "3.12", "3.13")
+# Python 3.10 is not a target: the stack's transformers (5.21+), trl (1.15+), numpy (2.3+) and pandas (3) require
+# 3.11. Hosts whose system Python is 3.10 (Ubuntu 22.04) have 3.11 in their own repositories.
+PYTHON_310_FIX = ('Python 3.10 cannot run the stack (transformers 5.21+, trl 1.15+, numpy 2.3+ and pandas 3 need 3.11): '
+                  'give the host Python 3.11 (Ubuntu 22.04: apt-get install python3.11 python3.11-venv) and set '
+                  'python: "3.11"')
 
 
 @dataclass
@@ -41,9 +46,10 @@ class Target:
         if not re.fullmatch(r"2\.\d{1,2}", self.glibc) or self.glibc_version < (2, 17):
             raise AirlockError(f"glibc {self.glibc!r}", where="spec: target.glibc",
                                fix="the site's glibc as `ldd --version` prints it, 2.17 or later (e.g. \"2.28\")")
-        if self.python == "3.1":  # YAML reads an unquoted 3.10 as the number 3.1
-            raise AirlockError("python 3.1 (YAML read an unquoted 3.10 as a number)", where="spec: target.python",
-                               fix='quote it: python: "3.10"', code="spec.python")
+        if self.python in ("3.1", "3.10"):  # YAML reads an unquoted 3.10 as the number 3.1
+            raise AirlockError(f"python {self.python}" + (" (YAML read an unquoted 3.10 as the number 3.1)"
+                                                           if self.python == "3.1" else ""),
+                               where="spec: target.python", fix=PYTHON_310_FIX, code="spec.python")
         if self.python not in SUPPORTED_PYTHONS:
             raise AirlockError(f"python {self.python!r}", where="spec: target.python", code="spec.python",
                                fix=f"one of {', '.join(SUPPORTED_PYTHONS)} (quoted, e.g. \"3.12\"): the Pythons "

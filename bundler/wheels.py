@@ -217,10 +217,9 @@ def metadata(path: Path) -> tuple[str, list[str]]:
     return version, requires
 
 
-def torch_build(path: Path) -> str:
-    """What a torch wheel was built for: 'cpu', or 'cudaNN' (the CUDA major version), from its version's local
-    label (+cpu, +cu126) or, for the registry's own build, the NVIDIA runtime wheels it requires."""
-    version, requires = metadata(path)
+def build_from(version: str, requires: list[str]) -> str:
+    """What a torch build is for: 'cpu', 'rocm' or 'cudaNN', from its version's local label (+cpu, +cu126) or, for
+    the registry's own build (no label), the NVIDIA runtime wheels it requires."""
     local = version.partition("+")[2]
     if local == "cpu" or local.startswith("rocm"):
         return local if local == "cpu" else "rocm"
@@ -232,19 +231,43 @@ def torch_build(path: Path) -> str:
     return "cuda13" if "cuda-toolkit" in requires else "cpu"
 
 
+def torch_build(path: Path) -> str:
+    """What a torch wheel was built for (build_from on its METADATA)."""
+    return build_from(*metadata(path))
+
+
+def check_torch_build(got: str, name: str, target: Target) -> None:
+    """The torch that arrives is the one the target's accelerator needs (a CPU host must not get 3 GB of CUDA
+    runtime, a GPU host must not get a CPU build); the fix names where the right build comes from."""
+    want = target.accelerator.split(".")[0]
+    if got == want:
+        return
+    if want == "cpu":
+        hint = ("add PyTorch's CPU index (or the site's mirror of it): wheels.index_urls: "
+                "[\"https://download.pytorch.org/whl/cpu\"], or put the CPU wheel in wheels.find_links (make setup "
+                "keeps one for this machine's Python in .airlock/wheels)")
+    elif want == "cuda13":
+        hint = "drop the index or wheel that gives another build: the package registry's torch is the CUDA 13 build"
+    else:
+        hint = (f"the package registry carries only torch's CUDA 13 build: add PyTorch's CUDA {want[4:]} index (or the "
+                f"site's mirror): wheels.index_urls: [\"https://download.pytorch.org/whl/cu{want[4:]}8\"]; or use "
+                "accelerator: cuda13 (NVIDIA driver 580 or newer)")
+    raise AirlockError(f"{name} is a {got} build of torch; the target needs {want}", where="spec: target.accelerator",
+                       fix=hint, code="wheels.torch_build")
+
+
 def check_torch(wheels: list[Wheel], target: Target) -> None:
-    """The torch that arrived is the one the target's accelerator needs (a CPU host must not get 3 GB of CUDA
-    runtime, a GPU host must not get a CPU build)."""
     for w in wheels:
-        if w.name != "torch":
-            continue
-        got, want = torch_build(w.path), target.accelerator.split(".")[0]
-        if got != want:
-            hint = ("add the PyTorch CPU index: wheels.index_urls: [\"https://download.pytorch.org/whl/cpu\"]"
-                    if want == "cpu" else f"add the PyTorch index for CUDA {want[4:]}, e.g. wheels.index_urls: "
-                    f"[\"https://download.pytorch.org/whl/cu{want[4:]}6\"] (the registry's own torch is CUDA 13)")
-            raise AirlockError(f"{w.path.name} is a {got} build of torch; the target needs {want}", where="spec: "
-                               "target.accelerator", fix=hint)
+        if w.name == "torch":
+            check_torch_build(torch_build(w.path), w.path.name, target)
+
+
+def check_resolved_torch(resolved: list[dict], target: Target) -> None:
+    """check_torch on pip's resolution (bundle plan): the build from torch's version and what else resolved."""
+    names = [r["name"].lower() for r in resolved]
+    for r in resolved:
+        if r["name"].lower() == "torch":
+            check_torch_build(build_from(r["version"], names), f"torch {r['version']}", target)
 
 
 def unpacked_size(wheels: list[Wheel]) -> int:

@@ -95,11 +95,16 @@ def unpack_conda(archive: Path, env_dir: Path, unpacked_size: int) -> Path:
     return env_dir
 
 
+def base_python() -> Path:
+    """The interpreter this process's venv was made from (the default Python for a new env)."""
+    return Path(getattr(sys, "_base_executable", sys.executable))
+
+
 def make_venv(python: Path | None, env_dir: Path) -> Path:
     """A venv (with pip, from the interpreter's own ensurepip: offline) for a wheelhouse bundle."""
     import shutil
 
-    base = str(python or getattr(sys, "_base_executable", sys.executable))
+    base = str(python or base_python())
     shutil.rmtree(env_dir, ignore_errors=True)
     run = subprocess.run([base, "-m", "venv", str(env_dir)], capture_output=True, text=True)
     if run.returncode != 0:

@@ -11,7 +11,7 @@ import re
 
 from appliance.errors import AirlockError
 
-FORMAT = "airlock-bundle/2"
+FORMAT = "airlock-bundle/3"
 MANIFEST = "MANIFEST.json"
 SUMS = "SHA256SUMS"  # the signed root: '<sha256>  <name>' for every other file of the bundle
 SIGNATURE = "SHA256SUMS.minisig"
@@ -45,7 +45,10 @@ ENV_KEYS = (  # bundle.env: these lines, in this order, then one 'SIZE=<bytes> <
     ("NAME", NAME),
     ("VERSION", VERSION),
     ("MANIFEST_SHA256", HEX64),
+    ("TARGET_ARCH", r"x86_64|aarch64"),
     ("TARGET_PYTHON", r"3\.[0-9]{1,2}"),
+    ("TARGET_GLIBC", r"2\.[0-9]{1,2}"),
+    ("TARGET_ACCELERATOR", r"cpu|cuda1[0-9](\.[0-9]{1,2})?"),
     ("ENV_MODE", r"conda|wheelhouse|none"),
     ("ENV_ID", r"|[0-9a-f]{16}"),
     ("ENV_SHA256", rf"|{HEX64}"),
@@ -53,6 +56,7 @@ ENV_KEYS = (  # bundle.env: these lines, in this order, then one 'SIZE=<bytes> <
     ("ENV_OFFSET", rf"|{NUMBER}"),
     ("ENV_UNPACKED", NUMBER),
     ("PAYLOAD_SIZE", NUMBER),
+    ("NEED_BYTES", NUMBER),  # the disk the install takes at its peak (store + env), from the bundler's plan
 )
 SIZE_LINE = re.compile(rf"SIZE={NUMBER} {FILE_NAME}")
 VERSION_RE = re.compile(VERSION)

@@ -116,11 +116,14 @@ def _install(auth: verify.Authenticated, lay: Layout, env_dir, python, allow_dow
     downgrade_from = rollback.check(lay.root, m, allow_downgrade)
     delta.check(lay.root, m)
     _check_pickle(m, allow_pickle)
+    from .host import check_host
+
+    site_python = None if env_dir or m.env.mode != "wheelhouse" else python or envsetup.base_python()
+    check_host(m, lay.root, site_python, log=step)
     if not contents_checked:
         step("checking every chunk and file (size and sha256)")
         with bar("verify", m.payload_size) as advance:
             verify.check_contents(auth, advance=advance)
-    _check_space(lay.root, m)
 
     written: list[str] = []
     undo.add(lambda: [lay.drop_blob(sha) for sha in written])
@@ -160,15 +163,6 @@ def _check_pickle(m: Manifest, allow_pickle: bool) -> None:
     if pickled and not allow_pickle:
         raise AirlockError(f"pickle weights (can run code when loaded): {'; '.join(pickled)}", where="models",
                            fix="refused by default; if the site accepts them, rerun with --allow-pickle (logged)")
-
-
-def _check_space(target: Path, m: Manifest) -> None:
-    # store + unpacked env (its size is signed) + a margin; the release tree and the HF cache are hard links
-    need = int((m.packed_size() + m.env.unpacked_size) * 1.1)
-    free = shutil.disk_usage(target).free
-    if free < need:
-        raise AirlockError(f"not enough free space: need about {need / 2**30:.1f} GiB, have {free / 2**30:.1f} GiB",
-                           where=str(target), fix="free some space or install to another --target")
 
 
 def _build_release(auth: verify.Authenticated, lay: Layout, stage: Path) -> None:

@@ -49,6 +49,8 @@ done
 
 [ -d "$BUNDLE" ] || die "$BUNDLE is not a bundle directory"
 BUNDLE=$(CDPATH= cd -- "$BUNDLE" && pwd)
+MADE_TARGET=0
+[ -d "$TARGET" ] || MADE_TARGET=1
 mkdir -p -- "$TARGET" || die "cannot create $TARGET"
 TARGET=$(CDPATH= cd -- "$TARGET" && pwd)
 [ -n "$KEY" ] || [ ! -f "$TARGET/keys/trusted.pub" ] || KEY=$TARGET/keys/trusted.pub
@@ -64,6 +66,7 @@ cleanup() {
     rm -rf -- "$WORK"
     if [ "$MADE_ENV" = 1 ]; then rm -rf -- "$ENVDIR"; fi
     if [ "$HAD_ENVS" = 0 ]; then rmdir -- "$TARGET/envs" 2>/dev/null || true; fi
+    if [ "$MADE_TARGET" = 1 ]; then rmdir -- "$TARGET" 2>/dev/null || true; fi  # a refusal leaves no empty home
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
@@ -183,24 +186,71 @@ ENVFILE=$WORK/bundle.env.copy
 [ "$(sha_of "$ENVFILE")" = "$(line 3 "$SUMS" | cut -c1-64)" ] || die "bundle.env differs from SHA256SUMS: $TAMPERED"
 plain_text "$ENVFILE" || die "bundle.env holds bytes other than printable ASCII lines: $TAMPERED"
 n=1
-for pair in "FORMAT=airlock-bundle/2" "NAME=$NAME" "VERSION=$VERSION" "MANIFEST_SHA256=$HEX" \
-            "TARGET_PYTHON=3\\.[0-9]{1,2}" "ENV_MODE=(conda|wheelhouse|none)" "ENV_ID=(|[0-9a-f]{16})" "ENV_SHA256=(|$HEX)" "ENV_SIZE=$NUM" \
-            "ENV_OFFSET=(|$NUM)" "ENV_UNPACKED=$NUM" "PAYLOAD_SIZE=$NUM"; do
+for pair in "FORMAT=airlock-bundle/3" "NAME=$NAME" "VERSION=$VERSION" "MANIFEST_SHA256=$HEX" "TARGET_ARCH=(x86_64|aarch64)" \
+            "TARGET_PYTHON=3\\.[0-9]{1,2}" "TARGET_GLIBC=2\\.[0-9]{1,2}" "TARGET_ACCELERATOR=(cpu|cuda1[0-9](\\.[0-9]{1,2})?)" \
+            "ENV_MODE=(conda|wheelhouse|none)" "ENV_ID=(|[0-9a-f]{16})" "ENV_SHA256=(|$HEX)" "ENV_SIZE=$NUM" \
+            "ENV_OFFSET=(|$NUM)" "ENV_UNPACKED=$NUM" "PAYLOAD_SIZE=$NUM" "NEED_BYTES=$NUM"; do
     line "$n" "$ENVFILE" | grep -Eqx -e "$pair" || die "bundle.env line $n is not ${pair%%=*}=... in its exact form"
     n=$((n + 1))
 done
-tail -n +13 "$ENVFILE" > "$WORK/sizes.list"
+tail -n +$n "$ENVFILE" > "$WORK/sizes.list"
 grep -v '  bundle\.env$' "$SUMS" > "$WORK/listed"
 only_lines "$WORK/sizes.list" "SIZE=$NUM $FILES" \
     && [ "$(cut -d' ' -f2 "$WORK/sizes.list")" = "$(cut -c67- "$WORK/listed")" ] \
     || die "bundle.env's SIZE lines do not match SHA256SUMS: $TAMPERED"
 value() { sed -n "s/^$1=//p" "$ENVFILE"; }
 NAME=$(value NAME) VERSION=$(value VERSION) MSHA=$(value MANIFEST_SHA256) PYVER=$(value TARGET_PYTHON)
+ARCH=$(value TARGET_ARCH) GLIBC=$(value TARGET_GLIBC) ACCEL=$(value TARGET_ACCELERATOR) NEED=$(value NEED_BYTES)
 ENV_MODE=$(value ENV_MODE) ENV_ID=$(value ENV_ID) ENV_SHA256=$(value ENV_SHA256) ENV_SIZE=$(value ENV_SIZE)
 ENV_OFFSET=$(value ENV_OFFSET) ENV_UNPACKED=$(value ENV_UNPACKED) PAYLOAD_SIZE=$(value PAYLOAD_SIZE)
 [ "$MSHA" = "$(line 4 "$SUMS" | cut -c1-64)" ] || die "bundle.env and SHA256SUMS disagree about MANIFEST.json: $TAMPERED"
 RELEASE=$NAME-$VERSION-$(printf %s "$MSHA" | cut -c1-12)
-say "bundle $NAME $VERSION ($ENV_MODE env) -> $TARGET"
+say "bundle $NAME $VERSION for $ARCH, glibc $GLIBC+, Python $PYVER, $ACCEL ($ENV_MODE env) -> $TARGET"
+
+# ---- 3. this host against the bundle's (signed) target, in seconds, before gigabytes are hashed
+# install_hint PACKAGE-WORDS: the install command for this host's package manager
+install_hint() {
+    family=$(sed -n 's/^ID_LIKE=//p; s/^ID=//p' /etc/os-release 2>/dev/null | tr -d '"' | tr '\n' ' ')
+    case " $family " in
+        *" debian "*|*" ubuntu "*) echo "apt-get install $1" ;;
+        *" rhel "*|*" fedora "*|*" centos "*) echo "dnf install $2" ;;
+        *) echo "install $1 with this host's package manager" ;;
+    esac
+}
+version_ge() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -t. -k1,1n -k2,2n -k3,3n | head -n 1)" = "$2" ]; }
+host_arch=$(uname -m)
+[ "$host_arch" = "$ARCH" ] || die "this bundle is for $ARCH hosts; this host is $host_arch: build one with target.arch: $host_arch"
+host_glibc=$(getconf GNU_LIBC_VERSION 2>/dev/null | sed -n 's/^glibc //p')
+[ -n "$host_glibc" ] || die "this host has no glibc (musl?): Airlock's wheels need glibc $GLIBC or later"
+version_ge "$host_glibc" "$GLIBC" || die "this bundle needs glibc $GLIBC or later; this host has $host_glibc: build the bundle with target.glibc: \"$host_glibc\""
+if [ "$ENV_MODE" != conda ]; then
+    got=$("$SITE_PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null) \
+        || die "no Python '$SITE_PYTHON' here: $(install_hint "python$PYVER python$PYVER-venv" "python$PYVER"), then --python /usr/bin/python$PYVER"
+    [ "$got" = "$PYVER" ] || die "the bundle is for Python $PYVER, $SITE_PYTHON is Python $got: $(install_hint "python$PYVER python$PYVER-venv" "python$PYVER") and give --python /usr/bin/python$PYVER (or build the bundle with target.python: \"$got\")"
+    if [ "$ENV_MODE" = wheelhouse ]; then
+        "$SITE_PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1 \
+            || die "$SITE_PYTHON cannot make a venv (no venv/ensurepip module): $(install_hint "python$PYVER-venv" "python$PYVER")"
+    fi
+fi
+case $ACCEL in
+    cuda*)
+        major=${ACCEL#cuda}; major=${major%%.*}
+        case $major in 12) min_driver=525 ;; 13) min_driver=580 ;; *) min_driver=0 ;; esac
+        driver=$(nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null | head -n 1)
+        [ -n "$driver" ] || driver=$(sed -n 's/.*Kernel Module[^0-9]*\([0-9][0-9.]*\).*/\1/p' /proc/driver/nvidia/version 2>/dev/null || true)
+        if [ -z "$driver" ]; then
+            say "note: no NVIDIA driver found: this CUDA $major bundle installs, and training and llama.cpp run on the CPU until a driver ($min_driver or newer) is installed"
+        else
+            version_ge "$driver" "$min_driver" || die "this bundle is for CUDA $major, which needs NVIDIA driver $min_driver or newer; this host has $driver: upgrade the driver, or install a bundle built for an older CUDA (target.accelerator: cuda12 needs 525+)"
+            say "NVIDIA driver $driver (CUDA $major needs $min_driver+)"
+        fi ;;
+esac
+avail=$(df -P -k "$TARGET" 2>/dev/null | tail -n 1 | tr -s ' ' | cut -d' ' -f4)
+case $avail in
+    ''|*[!0-9]*) say "could not read free space on $TARGET; continuing" ;;
+    *) [ "$((avail / 1024))" -ge "$((NEED / 1048576 + 1))" ] \
+        || die "not enough free space on $TARGET: the install needs $((NEED / 1048576 + 1)) MiB, $((avail / 1024)) MiB are free" ;;
+esac
 
 say "checking every file and chunk (size and sha256) ..."
 paste -d ' ' "$WORK/listed" "$WORK/sizes.list" | while read -r h f size _; do
@@ -217,15 +267,9 @@ if [ -s "$WORK/problems" ]; then
 fi
 say "all files and chunks match the signed list"
 
-need=$(( (PAYLOAD_SIZE + ENV_UNPACKED + ENV_SIZE) / 10 * 11 ))
-avail=$(df -P -k "$TARGET" 2>/dev/null | tail -n 1 | tr -s ' ' | cut -d' ' -f4)
-case $avail in
-    ''|*[!0-9]*) say "could not read free space on $TARGET; continuing" ;;
-    *) [ "$((avail / 1024))" -ge "$((need / 1048576))" ] || die "not enough free space on $TARGET: need $need bytes" ;;
-esac
 [ "$CHECK_ONLY" = 1 ] && { say "check only: done"; exit 0; }
 
-# ---- 3. the env
+# ---- 4. the env
 # envs are named by their content (bundle.env's ENV_ID): releases with the same env share it
 ENVNAME=$NAME-$ENV_ID
 ENVDIR=$TARGET/envs/$ENVNAME
@@ -280,7 +324,7 @@ esac
 got=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null) || die "$PY does not run"
 [ "$got" = "$PYVER" ] || die "the bundle is for Python $PYVER, $PY is Python $got (use --python PATH)"
 
-# ---- 4. stage 2, from a checked private copy
+# ---- 5. stage 2, from a checked private copy
 copy_in airlock-installer.pyz 67108864
 [ "$(sha_of "$WORK/airlock-installer.pyz.copy")" = "$(line 2 "$SUMS" | cut -c1-64)" ] \
     || die "airlock-installer.pyz differs from SHA256SUMS: $TAMPERED"

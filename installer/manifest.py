@@ -136,6 +136,7 @@ class Manifest:
     blobs: dict[str, Blob]
     files: list[FileEntry]
     installer: dict[str, str]
+    host_need: int  # bytes the install takes on the host at its peak (store + env), from the bundler's plan
     sha256: str  # of the MANIFEST.json bytes
     raw: dict  # the checked JSON object, for display and the SBOM
 
@@ -334,6 +335,7 @@ def parse_manifest(raw: bytes, sha256: str) -> Manifest:
                                            "kind": _str("|".join(KINDS)), "type": _str("file")},
                                optional=("type",), ignore=("type",))),
         "installer": lambda v, w: _obj(v, w, {INSTALL_SH: hexs, INSTALLER_PYZ: hexs}),
+        "host_need": _int(),
     }, optional=("appliance",))
     top.pop("format")
     parse_version(top["version"])

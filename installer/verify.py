@@ -118,8 +118,10 @@ def _cross_check(m: Manifest, sums: list[tuple[str, str]], info: dict) -> None:
                            fix="the bundle is inconsistent: rebuild it; do not install it")
 
     env_blob = m.blobs.get(m.env.sha256 or "")
-    want = {"NAME": m.name, "VERSION": m.version, "TARGET_PYTHON": m.target.python, "ENV_MODE": m.env.mode,
-            "ENV_ID": m.env_id,
+    t = m.target
+    want = {"NAME": m.name, "VERSION": m.version, "TARGET_ARCH": t.arch, "TARGET_PYTHON": t.python,
+            "TARGET_GLIBC": t.glibc, "TARGET_ACCELERATOR": t.accelerator, "ENV_MODE": m.env.mode, "ENV_ID": m.env_id,
+            "NEED_BYTES": str(m.host_need),
             "ENV_SHA256": m.env.sha256 or "", "ENV_SIZE": str(env_blob.size if env_blob else 0),
             "ENV_OFFSET": "" if env_blob is None or env_blob.offset is None else str(env_blob.offset),
             "ENV_UNPACKED": str(m.env.unpacked_size), "PAYLOAD_SIZE": str(m.payload_size)}

@@ -82,9 +82,12 @@ class Recipe:
     name: str = "attack-site"
     version: str = "1.1"
     target_python: str = "3.11"
+    target_glibc: str = "2.28"
+    target_accelerator: str = "cpu"
     env_mode: str = "none"
     env_archive: bytes | None = None
     env_unpacked: int = 0
+    host_need: int = 0
     files: dict = field(default_factory=dict)  # logical path -> (kind, bytes)
     models: list = field(default_factory=list)  # [(repo_id, revision, pickle_weights)]
     tools: dict = field(default_factory=dict)  # name -> dir
@@ -134,10 +137,10 @@ def write(recipe: Recipe, out: Path, keys: Keys) -> Path:
     (out / "airlock-installer.pyz").write_bytes(recipe.installer_pyz)
     env_sha = sha(recipe.env_archive) if recipe.env_mode == "conda" else None
     manifest = {
-        "format": "airlock-bundle/2", "name": recipe.name, "version": recipe.version,
+        "format": "airlock-bundle/3", "name": recipe.name, "version": recipe.version,
         "created": "2026-11-29T00:00:00Z", "tool": "forge",
-        "target": {"os": "linux", "arch": "x86_64", "python": recipe.target_python, "glibc": "2.28",
-                   "accelerator": "cpu", "cuda_architectures": ""},
+        "target": {"os": "linux", "arch": "x86_64", "python": recipe.target_python, "glibc": recipe.target_glibc,
+                   "accelerator": recipe.target_accelerator, "cuda_architectures": ""},
         "base": None,
         "env": {"mode": recipe.env_mode, "path": "env/env.tar.gz" if env_sha else None, "sha256": env_sha,
                 "unpacked_size": recipe.env_unpacked, "prefix_digest": None},
@@ -151,6 +154,7 @@ def write(recipe: Recipe, out: Path, keys: Keys) -> Path:
         "files": [{"path": p, "size": len(files[p][1]), "sha256": sha(files[p][1]), "kind": files[p][0],
                    "type": "file"} for p in order],
         "installer": {"install.sh": sha(recipe.install_sh), "airlock-installer.pyz": sha(recipe.installer_pyz)},
+        "host_need": recipe.host_need,
     }
     if recipe.edit_manifest:
         recipe.edit_manifest(manifest)
@@ -163,11 +167,15 @@ def write(recipe: Recipe, out: Path, keys: Keys) -> Path:
     roots = ["install.sh", "airlock-installer.pyz", "bundle.env", "MANIFEST.json", "sbom.cdx.json", "README.txt"]
     listed = [n for n in roots if n != "bundle.env"] + [c["name"] for c in chunks]
     env_blob = manifest["blobs"].get(env_sha or "", {})
-    env_lines = [f"FORMAT=airlock-bundle/2", f"NAME={recipe.name}", f"VERSION={recipe.version}",
-                 f"MANIFEST_SHA256={sha(raw)}", f"TARGET_PYTHON={recipe.target_python}", f"ENV_MODE={recipe.env_mode}", f"ENV_ID={_env_id(recipe, env_sha)}",
+    target = manifest["target"]
+    env_lines = [f"FORMAT=airlock-bundle/3", f"NAME={recipe.name}", f"VERSION={recipe.version}",
+                 f"MANIFEST_SHA256={sha(raw)}", f"TARGET_ARCH={target['arch']}", f"TARGET_PYTHON={target['python']}",
+                 f"TARGET_GLIBC={target['glibc']}", f"TARGET_ACCELERATOR={target['accelerator']}",
+                 f"ENV_MODE={recipe.env_mode}", f"ENV_ID={_env_id(recipe, env_sha)}",
                  f"ENV_SHA256={env_sha or ''}", f"ENV_SIZE={env_blob.get('size', 0)}",
                  f"ENV_OFFSET={env_blob.get('offset', '')}", f"ENV_UNPACKED={recipe.env_unpacked}",
-                 f"PAYLOAD_SIZE={len(payload)}"] + [f"SIZE={(out / n).stat().st_size} {n}" for n in listed]
+                 f"PAYLOAD_SIZE={len(payload)}", f"NEED_BYTES={recipe.host_need}"] + [
+        f"SIZE={(out / n).stat().st_size} {n}" for n in listed]
     if recipe.edit_env:
         recipe.edit_env(env_lines)
     env_raw = "".join(line + "\n" for line in env_lines).encode()

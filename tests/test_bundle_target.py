@@ -82,7 +82,10 @@ def test_a_cpu_torch_is_refused_for_a_cuda_target_and_the_reverse(tmp_path):
     w = Wheel(cpu, "torch", "2.13.0+cpu", "0" * 64, "cp311-cp311-manylinux_2_28_x86_64")
     with pytest.raises(AirlockError, match="cpu build of torch; the target needs cuda13") as err:
         check_torch([w], Target(accelerator="cuda13"))
-    assert "PyTorch index" in err.value.fix
+    assert err.value.code == "wheels.torch_build" and "registry's torch is the CUDA 13 build" in err.value.fix
+    with pytest.raises(AirlockError) as err:
+        check_torch([w], Target(accelerator="cuda12"))
+    assert "download.pytorch.org/whl/cu128" in err.value.fix and "accelerator: cuda13" in err.value.fix
     check_torch([w], Target())
     (tmp_path / "cuda").mkdir()
     cuda = _torch(tmp_path / "cuda", "2.13.0", ["nvidia-nccl-cu13"])
@@ -137,17 +140,80 @@ def test_a_compiled_sdist_is_refused_naming_it(tmp_path):
     assert "wheels.files" in err.value.fix and not list((tmp_path / "wheels").iterdir())
 
 
-def test_llama_cpp_build_flags_follow_the_target(monkeypatch):
+def test_llama_cpp_build_flags_follow_the_target():
     from bundler import tools
 
     assert tools.cmake_args(Target()) == "-DGGML_NATIVE=OFF -DLLAMA_OPENSSL=OFF"
-    monkeypatch.setattr(tools.shutil, "which", lambda name: "/usr/bin/nvcc" if name == "nvcc" else None)
-    args = tools.cmake_args(Target(accelerator="cuda12", cuda_architectures="80;90"))
+    args = tools.cmake_args(Target(accelerator="cuda13", cuda_architectures="80;90"))
     assert "-DGGML_CUDA=on" in args and "-DCMAKE_CUDA_ARCHITECTURES=80;90" in args
-    monkeypatch.setattr(tools.shutil, "which", lambda name: None)
-    with pytest.raises(AirlockError, match="no CUDA compiler") as err:
-        tools.cmake_args(Target(accelerator="cuda13"))
-    assert "nvidia-cuda-nvcc" in err.value.fix
+    assert "-DGGML_CUDA_NO_VMM=ON" in args  # no direct link to the driver: the binding loads on a host without one
+
+
+def _fake_nvcc(root: Path, release: str, parts=("cublas",)) -> Path:
+    """A CUDA toolkit layout whose nvcc says `release`; with the cuBLAS and runtime files `parts` names."""
+    (root / "bin").mkdir(parents=True)
+    (root / "include").mkdir()
+    (root / "lib64").mkdir()
+    nvcc = root / "bin" / "nvcc"
+    nvcc.write_text(f"#!/bin/sh\necho 'Cuda compilation tools, release {release}, V{release}.1'\n")
+    nvcc.chmod(0o755)
+    if "cublas" in parts:
+        (root / "include" / "cublas_v2.h").write_text("")
+        (root / "lib64" / "libcublas.so").write_text("")
+    if "cudart" in parts:
+        (root / "lib64" / "libcudart.so").write_text("")
+    return nvcc
+
+
+@pytest.mark.parametrize("release, parts, code", [
+    ("12.4", ("cublas", "cudart"), None),
+    ("13.0", ("cublas", "cudart"), "cuda.nvcc_major"),    # the wrong major for a cuda12 target
+    ("12.4", ("cudart",), "cuda.incomplete"),             # nvcc without cuBLAS: CMake's 'CUDA::cublas not found'
+])
+def test_cuda_system_toolchain_checks_nvcc_major_and_cublas(tmp_path, monkeypatch, release, parts, code):
+    from bundler import cuda
+
+    monkeypatch.setenv("CUDACXX", str(_fake_nvcc(tmp_path / "cuda", release, parts)))
+    if code is None:
+        found = cuda.toolchain(Target(accelerator="cuda12"), tmp_path)
+        assert found["env"]["CUDAToolkit_ROOT"] == str(tmp_path / "cuda")
+        return
+    with pytest.raises(AirlockError) as err:
+        cuda.toolchain(Target(accelerator="cuda12"), tmp_path)
+    assert err.value.code == code and ("cuBLAS" in err.value.message or "CUDA 13" in err.value.message)
+
+
+def test_cuda_without_any_nvcc_names_the_registry_route(tmp_path, monkeypatch):
+    from bundler import cuda
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("CUDACXX", raising=False)
+    monkeypatch.setattr(cuda, "DEFAULT_TOOLKIT", tmp_path / "no-toolkit")
+    with pytest.raises(AirlockError) as err:
+        cuda.toolchain(Target(accelerator="cuda12"), tmp_path)
+    assert err.value.code == "cuda.no_nvcc" and "cuda13" in err.value.fix
+
+
+@pytest.mark.registry
+@pytest.mark.slow
+def test_cuda13_toolchain_from_the_registry_compiles_a_kernel(tmp_path):
+    """The cuda13 route: NVIDIA's compiler, runtime, cuBLAS and CCCL wheels from the package registry, laid out as a
+    toolkit, compile and link a CUDA program that uses CUB (as llama.cpp's kernels do) on a machine without a GPU."""
+    import subprocess
+
+    from bundler import cuda
+    from test_bundle_registry import _registry_answers
+
+    if not _registry_answers():
+        pytest.skip("no package registry answers from here")
+    found = cuda.toolchain(Target(accelerator="cuda13"), tmp_path, log=lambda *_: None)
+    source = tmp_path / "k.cu"
+    source.write_text("#include <cub/cub.cuh>\n#include <cublas_v2.h>\n__global__ void k(float *x) { x[0] = 1; }\n"
+                      "int main() { cublasHandle_t h; return cublasCreate(&h) == CUBLAS_STATUS_SUCCESS ? 0 : 1; }\n")
+    run = subprocess.run([str(found["nvcc"]), "-arch=sm_80", "-o", str(tmp_path / "k"), str(source), "-lcublas"],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert cuda.nvcc_major(found["nvcc"]) == "13"
 
 
 def test_appliance_spec_needs_an_env(tmp_path):

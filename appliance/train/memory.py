@@ -22,12 +22,13 @@ from pathlib import Path
 from ..errors import AirlockError
 
 GIB = 1 << 30
-# Calibrated on a CPU (bench/plan_memory.py): the Python training stack once imported (torch, transformers, peft,
-# trl, datasets, the tokenizer and the data), and the saved activations per token and layer in units of the
-# compute dtype's bytes: ACT_H per hidden unit, ACT_KV per key/value unit, ACT_I per MLP unit.
-CPU_PROCESS = 900 << 20
+# Fitted to measured peak RSS on a CPU (bench/plan_memory.py, 9 runs of 6 shapes, fp32): the Python training stack
+# once imported with its tokenizer and data (CPU_PROCESS), and the activations saved for backward per token and
+# layer: ACT_H floats per hidden (or query, when wider) unit and ACT_I per MLP unit. On a CPU activations are fp32
+# whatever the dtype (CPU autocast keeps norms, softmax and the loss in fp32); on a GPU they take the compute dtype.
+CPU_PROCESS = 700 << 20
 CUDA_CONTEXT = 600 << 20
-ACT_H, ACT_KV, ACT_I = 8.0, 2.0, 3.0
+ACT_H, ACT_I = 12.4, 5.0
 HEAD_CHUNK = 128  # loss.HeadNLL's rows a chunk
 NF4_BYTES = {True: 0.5 + 0.127 / 8, False: 0.5 + 0.5 / 8}  # per weight, with / without double quantization
 
@@ -128,17 +129,17 @@ def _lora_params(cfg, arch: Architecture, card) -> int:
 
 
 def _activations(cfg, arch: Architecture, chosen: list, compute: int, device: str) -> int:
-    """Bytes saved for backward in one micro-batch: per token and layer from the widths; LoRA adds its masks and
-    rank-r intermediates; checkpointing keeps one input per layer plus one layer's worth while recomputing."""
+    """Bytes saved for backward in one micro-batch of cutoff_len-long samples. On a GPU peft's LoRA dropout keeps
+    a dropped copy of each adapted layer's input (Airlock's CPU path keeps a bool mask instead, in the fit);
+    checkpointing keeps one input per layer plus one layer's worth while it is recomputed."""
     tokens = cfg.per_device_train_batch_size * cfg.data.cutoff_len
-    per_layer = compute * (ACT_H * arch.hidden + ACT_KV * arch.kv_dim + ACT_I * arch.intermediate)
-    if chosen:
-        per_layer_lora = sum(cfg.lora_rank * compute + (i if device == "cpu" else i * compute)
-                             for i, _ in chosen) / max(arch.layers, 1)
-        per_layer += per_layer_lora if cfg.lora_dropout else cfg.lora_rank * compute * len(chosen) / arch.layers
+    c = 4 if device == "cpu" else compute
+    per_layer = c * (ACT_H * max(arch.hidden, arch.q_dim) + ACT_I * arch.intermediate)
+    if device != "cpu" and chosen and cfg.lora_dropout:
+        per_layer += c * sum(i for i, _ in chosen) / arch.layers
     if cfg.gradient_checkpointing:
-        return tokens * (arch.hidden * compute * arch.layers + per_layer)
-    return tokens * per_layer * arch.layers
+        return int(tokens * (arch.hidden * c * arch.layers + per_layer))
+    return int(tokens * per_layer * arch.layers)
 
 
 def _logits(cfg, arch: Architecture, trained_head: bool) -> int:
@@ -177,6 +178,8 @@ def estimate(cfg, arch: Architecture, device: str, card=None, capacity: int | No
              "optimizer": int(trainable * 8 * o_frac),
              "activations": int(_activations(cfg, arch, chosen, compute, device)),
              "logits": _logits(cfg, arch, cfg.method == "full")}
+    if device == "cpu" and cfg.method == "qlora":
+        parts["dequantized"] = arch.linear_params * 4  # bitsandbytes' CPU path keeps each layer's fp32 weights
     if device == "cpu":
         parts["process"] = CPU_PROCESS
     peak = sum(parts.values())
