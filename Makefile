@@ -22,13 +22,14 @@ SETUP_WHEELS     := .airlock/wheels
 HUB_MIRROR       := .airlock/hub-mirror
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAMA_OPENSSL=OFF
 
-.PHONY: setup system-tools test demo bench clean help
+.PHONY: setup system-tools test demo bench cuda-bundle clean help
 
 help:
 	@echo "make demo   - set up, then run the offline pipeline end to end on the embedded default model"
 	@echo "make test   - set up, then run the test suite"
 	@echo "make setup  - create .venv, install the pinned stack, fetch the embedded model and llama.cpp's converter"
 	@echo "make bench  - benchmarks against the peers (slow; not part of make test)"
+	@echo "make cuda-bundle - the CUDA 13 appliance bundle (llama.cpp built for CUDA here: an hour or more)"
 
 setup: $(VENV)/.installed system-tools
 	@$(BIN)/airlock setup
@@ -72,6 +73,13 @@ demo: setup
 
 bench: setup
 	$(BIN)/python -m bench
+
+# The appliance for CUDA 13 GPU hosts from the package registry alone (not part of make test: the CUDA build of
+# llama.cpp takes over an hour on 2 cores, once; later bundles reuse it). CUDA_BUNDLE_OUT overrides where it goes.
+CUDA_BUNDLE_OUT ?= .airlock/bundles/airlock-cuda13
+cuda-bundle: setup
+	test -f .airlock/keys/airlock.key || $(BIN)/airlock keys generate
+	$(BIN)/airlock bundle create bundler/examples/appliance-cuda13.yaml --out $(CUDA_BUNDLE_OUT)
 
 clean:
 	rm -rf $(VENV) .airlock .pytest_cache

@@ -77,7 +77,7 @@ class LlamaSession(ChatSession):
     def __init__(self, model_path: Path, *, n_ctx: int | None = None, threads: int | None = None,
                  lora_path: Path | None = None):
         super().__init__()
-        from .llamacpp import interrupts_after_call, llama_cpp, trained_context_length
+        from .llamacpp import interrupts_after_call, llama_cpp, offload, trained_context_length
 
         Llama = llama_cpp().Llama
 
@@ -88,10 +88,12 @@ class LlamaSession(ChatSession):
         trained = trained_context_length(model_path)
         self.n_ctx = min(n_ctx or DEFAULT_CTX, trained) if trained else (n_ctx or DEFAULT_CTX)
         self.name = model_path.name
+        self.gpu_layers, self.runs_on = offload()
         try:
             with interrupts_after_call():  # Ctrl-C while a large model loads must not be lost in llama.cpp's log
                 self.llm = Llama(model_path=str(model_path), n_ctx=self.n_ctx, n_threads=threads or default_threads(),
-                                 lora_path=str(lora_path) if lora_path else None, verbose=False)
+                                 lora_path=str(lora_path) if lora_path else None, n_gpu_layers=self.gpu_layers,
+                                 verbose=False)
         except (ValueError, RuntimeError) as exc:
             raise AirlockError(f"llama.cpp cannot load the model: {exc}", where=str(model_path),
                                fix="re-export it (`airlock export gguf ...`); a LoRA GGUF must match its base") from None

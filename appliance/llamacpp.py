@@ -33,6 +33,30 @@ def llama_cpp():
     return llama_cpp
 
 
+def is_cuda_build() -> bool:
+    """Whether the installed llama.cpp binding was built with its CUDA backend."""
+    spec = importlib.util.find_spec("llama_cpp")
+    return any(any((Path(loc) / "lib").glob("libggml-cuda.so*")) for loc in (spec.submodule_search_locations or [])
+               ) if spec else False
+
+
+def offload() -> tuple[int, str]:
+    """(n_gpu_layers, where llama.cpp runs, in words) for chat, serve and fidelity: every layer on the GPU when this
+    build has a GPU backend and it sees a device, else the CPU and why. AIRLOCK_GPU_LAYERS=N overrides (0: CPU)."""
+    forced = os.environ.get("AIRLOCK_GPU_LAYERS")
+    if forced is not None and forced.lstrip("-").isdigit():
+        layers = int(forced)
+        return layers, f"llama.cpp with {layers if layers >= 0 else 'all'} layers on the GPU (AIRLOCK_GPU_LAYERS)"
+    lc = llama_cpp()
+    with captured_stderr():  # a CUDA build without a driver logs its failed probe on fd 2: said below instead
+        gpu = bool(lc.llama_supports_gpu_offload())
+    if gpu:
+        return -1, "llama.cpp on the GPU (every layer offloaded)"
+    if is_cuda_build():
+        return 0, "llama.cpp on the CPU: this CUDA build found no NVIDIA GPU or driver"
+    return 0, "llama.cpp on the CPU (a CPU build)"
+
+
 @contextlib.contextmanager
 def interrupts_after_call():
     """Hold Ctrl-C (and SIGTERM) that arrive during a long llama.cpp call, and raise KeyboardInterrupt once it returns.

@@ -88,5 +88,26 @@ def selftest(models: list[str] | None = None, converter: Path | None = None, log
         log("engines: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
         text = llama_cpp_generate(gguf)
     log(f"llama.cpp generates: {text!r}")
-    return {"engines": versions, "models": models, "llama_cpp_text": text,
+    devices = where_things_run()
+    for line in devices.values():
+        log(line)
+    return {"engines": versions, "models": models, "llama_cpp_text": text, "devices": devices,
             "seconds": round(time.perf_counter() - started, 1)}
+
+
+def where_things_run() -> dict[str, str]:
+    """Which device training and llama.cpp use on this host, in words: a CUDA install on a host without an
+    NVIDIA driver runs, on the CPU, and says so."""
+    import torch
+
+    from .llamacpp import offload
+
+    if torch.cuda.is_available():
+        names = sorted({torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())})
+        training = f"training: on {torch.cuda.device_count()} GPU(s) ({', '.join(names)}), CUDA {torch.version.cuda}"
+    elif torch.version.cuda:
+        training = (f"training: on the CPU: this is torch's CUDA {torch.version.cuda} build, and no NVIDIA GPU or "
+                    "driver is present (install the driver to use the GPU)")
+    else:
+        training = "training: on the CPU (torch's CPU build)"
+    return {"training": training, "llama.cpp": offload()[1]}

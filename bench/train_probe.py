@@ -51,5 +51,6 @@ class StepProbe(TrainerCallback):
             self.losses.append(float(logs["loss"]))
 
     def on_train_end(self, args, state, control, **kwargs):
+        vram = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
         self.out.write_text(json.dumps({"step_end_s": self.step_end, "step_tokens": self.step_tokens,
-                                        "losses": self.losses}))
+                                        "losses": self.losses, "peak_vram_mb": vram}))

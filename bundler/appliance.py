@@ -45,8 +45,8 @@ def appliance_wheels(spec: BundleSpec, dest: Path, log=print) -> tuple[list, dic
     log(f"Airlock {__version__}: its wheel, the locked stack for {spec.target.arch} Python {spec.target.python} "
         f"glibc {spec.target.glibc} {spec.target.accelerator}")
     own = airlock_wheel(dest)
-    llama = tools.llama_cpp_wheel(spec.target, dest, spec.tools.llama_cpp_wheel_file, spec.tools.llama_cpp_wheel,
-                                  log)
+    llama, llama_args = tools.llama_cpp_wheel(spec.target, dest, spec.tools.llama_cpp_wheel_file,
+                                              spec.tools.llama_cpp_wheel, log)
     wheels.check_compatible(wheels.parse(llama, "tools.llama_cpp_wheel"), spec.target, "tools.llama_cpp_wheel")
     found = wheels.gather(spec.wheels, spec.target, dest, extra=[own], constraints=CHECKOUT / "constraints.txt",
                           log=log)
@@ -55,7 +55,7 @@ def appliance_wheels(spec: BundleSpec, dest: Path, log=print) -> tuple[list, dic
     if missing := [p for p in ENGINE_PACKAGES.values() if p not in names]:
         raise AirlockError(f"the stack lacks {', '.join(missing)}", where="spec: appliance",
                            fix="constraints.txt and pyproject.toml must name every engine")
-    return found, {"version": wheels.parse(llama, "").version, "cmake_args": tools.cmake_args(spec.target)}
+    return found, {"version": wheels.parse(llama, "").version, "cmake_args": llama_args}
 
 
 def manifest_section() -> dict:

@@ -85,10 +85,10 @@ def gather_wheels(spec: BundleSpec, work: Path, got: Gathered, log) -> None:
     else:
         extra = []
         if spec.tools.llama_cpp_wheel or spec.tools.llama_cpp_wheel_file:
-            llama = tools.llama_cpp_wheel(spec.target, work / "wheels", spec.tools.llama_cpp_wheel_file,
+            llama, llama_args = tools.llama_cpp_wheel(spec.target, work / "wheels", spec.tools.llama_cpp_wheel_file,
                                           spec.tools.llama_cpp_wheel, log)
             got.tools["llama-cpp-python"] = {"version": wheels.parse(llama, "").version,
-                                             "cmake_args": tools.cmake_args(spec.target)}
+                                             "cmake_args": llama_args}
             extra.append(llama)
         if spec.wheels.requirements or spec.wheels.files or extra:
             got.wheels = wheels.gather(spec.wheels, spec.target, work / "wheels", log=log)

@@ -137,18 +137,26 @@ def plan_wheels(spec: BundleSpec, log) -> list[Item]:
 
 
 def _llama_item(spec: BundleSpec, dest: Path) -> Item:
-    """The llama-cpp-python wheel as the bundle will carry it, placed in `dest` for the resolution: the given or
-    set-up wheel repaired exactly as `gather` does (seconds), or, when it must be built, the size of the last
-    measured build and a metadata-only stand-in so the rest of the stack resolves around it."""
-    given = spec.tools.llama_cpp_wheel_file or (tools.setup_wheel() if spec.target.accelerator == "cpu"
-                                                and not spec.tools.llama_cpp_wheel else None)
-    if given is not None:
-        wheel = tools.llama_cpp_wheel(spec.target, dest, given, log=lambda *_: None)
+    """The llama-cpp-python wheel as the bundle will carry it, placed in `dest` for the resolution: the given,
+    set-up or earlier-built wheel repaired exactly as `gather` does (seconds), or, when one must be built, the size
+    of the last measured build and a metadata-only stand-in so the rest of the stack resolves around it."""
+    target, wheel = spec.target, None
+    if spec.tools.llama_cpp_wheel_file:
+        wheel, _ = tools.llama_cpp_wheel(target, dest, spec.tools.llama_cpp_wheel_file, log=lambda *_: None)
+    elif target.accelerator == "cpu" and not spec.tools.llama_cpp_wheel and (setup := tools.setup_wheel()):
+        wheel = tools.repair(setup, dest, target)
+        if not tools.fits(wheel, target):  # bundle create builds one with zig for the target's glibc
+            wheel.unlink()
+            kept = tools.kept_wheel(target, zig=True)
+            wheel = tools.repair(kept, dest, target) if kept else None
+    elif (kept := tools.kept_wheel(target)) is not None:
+        wheel = tools.repair(kept, dest, target)
+    if wheel is not None:
         z = wheel_sizes([str(wheel)])[str(wheel)]
         return Item("wheel", f"llama-cpp-python ({wheel.name})", 1, z.size, installed=z.unpacked)
-    tools.stand_in_wheel(spec.target, dest)
-    estimate = tools.BUILT_WHEEL_BYTES["cuda" if spec.target.accelerator.startswith("cuda") else "cpu"]
-    return Item("wheel", "llama-cpp-python (built for the target)", 1, estimate, installed=int(estimate * 2.2),
+    tools.stand_in_wheel(target, dest)
+    estimate = tools.BUILT_WHEEL_BYTES["cuda" if target.accelerator.startswith("cuda") else "cpu"]
+    return Item("wheel", "llama-cpp-python (to be built for the target)", 1, estimate, installed=int(estimate * 2.2),
                 exact=False)
 
 

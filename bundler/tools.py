@@ -42,16 +42,26 @@ def converter(log=print) -> Path:
     return ensure_converter(log=log)
 
 
-def cmake_args(target: Target) -> str:
+def cmake_args(target: Target, zig: bool = False) -> str:
     """CMake flags of the llama-cpp-python build for `target`. CUDA: the target's GPU architectures, and no direct
     link to the driver (GGML_CUDA_NO_VMM): the binding then loads on a host without one, where llama.cpp runs on
-    the CPU, and at a GPU host the driver is found at run time."""
+    the CPU, and at a GPU host the driver is found at run time. `zig`: built for an older glibc (bundler.zig)."""
     args = ["-DGGML_NATIVE=OFF", "-DLLAMA_OPENSSL=OFF"]
+    if zig:
+        args.append("-DGGML_OPENMP=OFF")  # zig has no OpenMP runtime: ggml's own thread pool
     if target.accelerator.startswith("cuda"):
         args += ["-DGGML_CUDA=on", "-DGGML_CUDA_NO_VMM=ON"]
         if target.cuda_architectures:
             args.append(f"-DCMAKE_CUDA_ARCHITECTURES={target.cuda_architectures}")
     return " ".join(args)
+
+
+def fits(wheel: Path, target: Target) -> bool:
+    """Whether a (repaired) wheel's platform tag loads on the target's glibc."""
+    from .wheels import platform_glibc
+
+    needs = [platform_glibc(p, target.arch) for p in wheel.name[:-len(".whl")].split("-")[-1].split(".")]
+    return any(n is not None and n <= target.glibc_version for n in needs)
 
 
 def check_buildable(target: Target) -> None:
@@ -63,15 +73,16 @@ def check_buildable(target: Target) -> None:
                            fix="run the bundler on a machine like the target, or set tools.llama_cpp_wheel_file")
 
 
-def build_llama_cpp_wheel(target: Target, dest: Path, log=print) -> Path:
-    """Build llama-cpp-python==pin from its hash-checked sdist into a portable wheel for `target` (for a CUDA
-    target with the CUDA toolchain of bundler.cuda). Records how long it took."""
+def build_llama_cpp_wheel(target: Target, dest: Path, log=print, zig: bool = False) -> Path:
+    """Build llama-cpp-python==pin from its hash-checked sdist into a portable wheel for `target`: for a CUDA
+    target with bundler.cuda's toolchain, with `zig` against the target's older glibc (bundler.zig). Records how
+    long it took."""
     import time
 
     check_buildable(target)
     sdist = fetch_pinned(LLAMA_CPP_PYTHON.package, LLAMA_CPP_PYTHON.version, LLAMA_CPP_PYTHON.filename,
                          LLAMA_CPP_PYTHON.sha256, sdist=True)
-    args = cmake_args(target)
+    args = cmake_args(target, zig)
     env = dict(os.environ, CMAKE_BUILD_PARALLEL_LEVEL=str(os.cpu_count() or 2), PIP_DISABLE_PIP_VERSION_CHECK="1")
     if target.accelerator.startswith("cuda"):
         from .cuda import toolchain
@@ -79,6 +90,11 @@ def build_llama_cpp_wheel(target: Target, dest: Path, log=print) -> Path:
         cuda = toolchain(target, wheels_dir(), log)
         env.update(cuda["env"])
         args += f" -DCMAKE_CUDA_COMPILER={cuda['nvcc']} -DCUDAToolkit_ROOT={cuda['root']}"
+    elif zig:
+        from .zig import compilers
+
+        cc = compilers(target.glibc, target.arch, wheels_dir() / "zig", log)
+        args += f" -DCMAKE_C_COMPILER={cc['CC']} -DCMAKE_CXX_COMPILER={cc['CXX']}"
     env["CMAKE_ARGS"] = args
     log(f"building llama-cpp-python {LLAMA_CPP_PYTHON.version} for the target ({args}); this takes "
         + ("an hour or more on 2 cores (CUDA kernels for each architecture) ..." if "GGML_CUDA=on" in args
@@ -125,6 +141,7 @@ def slim(wheel: Path, out_dir: Path) -> Path:
 def repair(wheel: Path, dest: Path, target: Target) -> Path:
     """A self-contained copy of `wheel` in `dest`: slimmed, then auditwheel vendors the libraries it links from
     this machine (CUDA's excepted) and tags it with the oldest glibc it runs on."""
+    dest.mkdir(parents=True, exist_ok=True)
     if "-linux_" not in wheel.name:
         return Path(shutil.copy2(wheel, dest / wheel.name))
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -155,33 +172,45 @@ def stand_in_wheel(target: Target, dest: Path) -> Path:
     return path
 
 
-def built_wheel_dir(target: Target) -> Path:
-    """Where a wheel built for a CUDA target is kept, so the next bundle for the same GPUs reuses it."""
+def built_wheel_dir(target: Target, zig: bool = False) -> Path:
+    """Where a wheel built for a target is kept, so the next bundle with the same build reuses it."""
     import hashlib
 
-    key = hashlib.sha256(cmake_args(target).encode()).hexdigest()[:12]
+    key = hashlib.sha256(f"{cmake_args(target, zig)} {target.glibc if zig else ''}".encode()).hexdigest()[:12]
     return wheels_dir() / f"llama-{target.accelerator}-{key}"
 
 
-def llama_cpp_wheel(target: Target, dest: Path, given: Path | None = None, build: bool = False, log=print) -> Path:
-    """The llama-cpp-python wheel for the target, self-contained, in `dest`: the spec's file, else (for a CPU
-    target) the one `make setup` built, else (for CUDA) the one an earlier bundle built for the same flags, else a
-    fresh build."""
-    wheel = Path(given) if given else None
-    if wheel is None and not build and target.accelerator == "cpu":
-        wheel = setup_wheel()
-        if wheel:
-            log(f"llama-cpp-python: the portable wheel make setup built ({wheel.name})")
-    if wheel is None and target.accelerator.startswith("cuda"):
-        kept = built_wheel_dir(target)
-        found = sorted(kept.glob(f"llama_cpp_python-{LLAMA_CPP_PYTHON.version}-*.whl")) if not build else []
-        if found:
-            log(f"llama-cpp-python: the CUDA wheel built earlier for these flags ({kept.name})")
-        wheel = found[-1] if found else build_llama_cpp_wheel(target, kept, log)
-    if wheel is None:
-        with tempfile.TemporaryDirectory() as tmp:
-            return repair(build_llama_cpp_wheel(target, Path(tmp), log), dest, target)
-    if not wheel.is_file():
-        raise AirlockError("wheel file not found", where=f"spec: tools.llama_cpp_wheel_file {wheel}",
-                           fix="check the path")
-    return repair(wheel, dest, target)
+def kept_wheel(target: Target, zig: bool = False) -> Path | None:
+    """The wheel an earlier bundle built for the target with these flags, if any."""
+    found = sorted(built_wheel_dir(target, zig).glob(f"llama_cpp_python-{LLAMA_CPP_PYTHON.version}-*.whl"))
+    return found[-1] if found else None
+
+
+def _built(target: Target, zig: bool, build: bool, log) -> Path:
+    kept = None if build else kept_wheel(target, zig)
+    if kept:
+        log(f"llama-cpp-python: the wheel built earlier with these flags ({kept.parent.name})")
+    return kept or build_llama_cpp_wheel(target, built_wheel_dir(target, zig), log, zig)
+
+
+def llama_cpp_wheel(target: Target, dest: Path, given: Path | None = None, build: bool = False,
+                    log=print) -> tuple[Path, str]:
+    """(the llama-cpp-python wheel for the target, self-contained, in `dest`; the CMake flags it was built with):
+    the spec's file; else for a CPU target the one `make setup` built, when its glibc fits, else one built with zig
+    for the target's glibc; for CUDA, one built earlier with the same flags or a fresh build (kept for reuse)."""
+    if given:
+        if not Path(given).is_file():
+            raise AirlockError("wheel file not found", where=f"spec: tools.llama_cpp_wheel_file {given}",
+                               fix="check the path")
+        return repair(Path(given), dest, target), f"(given: {Path(given).name})"
+    zig = False
+    if target.accelerator == "cpu" and not build and (setup := setup_wheel()):
+        repaired = repair(setup, dest, target)
+        if fits(repaired, target):
+            log(f"llama-cpp-python: the portable wheel make setup built ({setup.name})")
+            return repaired, cmake_args(target)
+        log(f"llama-cpp-python: make setup's wheel ({repaired.name}) needs a newer glibc than the target's "
+            f"{target.glibc}: building one for it with zig")
+        repaired.unlink()
+        zig = True
+    return repair(_built(target, zig, build, log), dest, target), cmake_args(target, zig)

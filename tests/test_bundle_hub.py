@@ -95,11 +95,16 @@ def test_hub_lock_is_reused_until_update(hub, tmp_path):
     spec = write_spec(tmp_path, [{"id": card.id}], {"endpoint": mirror.endpoint})
     first = airlock(["bundle", "create", spec, "--out", tmp_path / "b1", "--unsigned"], tmp_path)
     assert first.returncode == 0, first.stderr
+    assert any(m == "GET" and p.endswith(f"{card.repo_id}/resolve/{commits[card.repo_id]}/model.safetensors")
+               for m, p in mirror.requests), "the first bundle downloads the weights"
     old = json.loads((tmp_path / "b1" / "MANIFEST.json").read_text())["models"][0]["revision"]
     moved = mirror.commit(card.repo_id, {"generation_config.json": b'{"temperature": 0.5}'}, "main moves on")
+    before = len(mirror.requests)
     second = airlock(["bundle", "create", spec, "--out", tmp_path / "b2", "--unsigned"], tmp_path)
     assert second.returncode == 0, second.stderr
     assert json.loads((tmp_path / "b2" / "MANIFEST.json").read_text())["models"][0]["revision"] == old
+    weights = [p for method, p in mirror.requests[before:] if method == "GET" and p.endswith("model.safetensors")]
+    assert not weights, "the same commit again: huggingface_hub's cache serves it, nothing is downloaded twice"
     third = airlock(["bundle", "create", spec, "--out", tmp_path / "b3", "--unsigned", "--update"], tmp_path)
     assert third.returncode == 0, third.stderr
     assert json.loads((tmp_path / "b3" / "MANIFEST.json").read_text())["models"][0]["revision"] == moved != old

@@ -59,3 +59,32 @@ def test_target_cpu_host_without_a_cpu_torch_names_the_index(tmp_path):
     run = plan('target.python="3.12"', "target.accelerator=cpu")
     assert run.returncode == 2 and "code: wheels.torch_build" in run.stderr, run.stderr[-2000:]
     assert "download.pytorch.org/whl/cpu" in run.stderr
+
+
+@pytest.mark.slow
+def test_target_glibc_228_llama_cpp_wheel_is_built_with_zig_and_runs(tmp_path):
+    """RHEL 8 (glibc 2.28): the llama-cpp-python wheel `make setup` built here needs this machine's newer glibc, so
+    the bundler builds one with zig against glibc 2.28 (kept for the next bundle). auditwheel agrees with its tag,
+    and it loads and generates here."""
+    import zipfile
+
+    from bundler import tools
+    from bundler.spec import Target
+
+    target = Target(glibc="2.28")
+    wheel, args = tools.llama_cpp_wheel(target, tmp_path / "wheels", log=print)
+    assert "-DGGML_OPENMP=OFF" in args and tools.fits(wheel, target), wheel.name
+    show = subprocess.run([sys.executable, "-m", "auditwheel", "show", str(wheel)], capture_output=True, text=True)
+    tag = show.stdout.split('platform tag: "')[1].split('"')[0]
+    assert tag.startswith("manylinux_2_") and int(tag.split("_")[2]) <= 28, show.stdout
+    unpacked = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(unpacked)
+    from appliance.embedded import default_model_path
+    from appliance.export.gguf import convert_model
+
+    gguf = convert_model(default_model_path(), tmp_path / "m.gguf", "q8_0")
+    code = ("import llama_cpp, sys; llm = llama_cpp.Llama(sys.argv[1], n_ctx=64, verbose=False); "
+            "print(llama_cpp.__file__); print(llm.create_completion('Hello', max_tokens=4)['usage'])")
+    run = subprocess.run([sys.executable, "-c", code, str(gguf)], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(unpacked)})
+    assert run.returncode == 0 and str(unpacked) in run.stdout, run.stderr[-2000:]

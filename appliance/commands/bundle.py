@@ -11,7 +11,7 @@ def _size(text: str) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("bundle", help="build, verify, inspect and install air-gap bundles")
+    p = sub.add_parser("bundle", help="plan, build, verify, inspect, install and roll back air-gap bundles")
     bs = p.add_subparsers(dest="bundle_cmd", metavar="ACTION", required=True)
 
     c = bs.add_parser("create", help="build a bundle from a spec (connected machine)")

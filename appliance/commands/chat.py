@@ -41,6 +41,8 @@ def run(args) -> int:
     if warning:
         print(warning, file=sys.stderr)
     session = open_session(args.model, n_ctx=args.ctx, threads=args.threads, lora=args.lora)
+    if getattr(session, "runs_on", None):
+        print(session.runs_on, file=sys.stderr, flush=True)  # which device, said once (notes go to stderr)
     chat = Chat(session, system=args.system)
     try:
         if args.prompt is not None:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 
 def register(sub) -> None:
-    p = sub.add_parser("keys", help="signing keys for bundles")
+    p = sub.add_parser("keys", help="bundle signing keys (generate) and API keys for airlock serve (api)")
     ks = p.add_subparsers(dest="keys_cmd", metavar="ACTION", required=True)
     g = ks.add_parser("generate", help="write a minisign key pair (default <airlock home>/keys/airlock.{key,pub})")
     g.add_argument("--out", type=Path, help="directory for the key pair (default <airlock home>/keys)")

@@ -17,7 +17,7 @@ KEY_FACTS = ("stage", "method", "steps", "type", "size", "sha256", "pref_beta", 
 
 
 def register(sub) -> None:
-    p = sub.add_parser("models", help="list, inspect and remove trained artifacts; show the audit log",
+    p = sub.add_parser("models", help="the catalog, twins, and the artifacts trained here (list, show, rm, audit)",
                        description="The registry of what this host produced (adapters, merged models, GGUF exports, "
                        "evaluations) with lineage, and the append-only audit log.")
     actions = p.add_subparsers(title="actions", metavar="ACTION", dest="action")

@@ -77,12 +77,12 @@ def hf_answers(model, tokenizer, prompts: list[str], max_new_tokens: int = MAX_N
 
 def gguf_answers(gguf: Path, tokenizer, prompts: list[str], max_new_tokens: int = MAX_NEW_TOKENS,
                  lora: Path | None = None, threads: int | None = None) -> list[str]:
-    from ..llamacpp import llama_cpp
+    from ..llamacpp import llama_cpp, offload
 
     Llama = llama_cpp().Llama
 
     llm = Llama(model_path=str(gguf), lora_path=str(lora) if lora else None, n_ctx=_ctx(tokenizer, 1024),
-                n_threads=threads, verbose=False, seed=0)
+                n_threads=threads, n_gpu_layers=offload()[0], verbose=False, seed=0)
     try:
         return [llm.create_completion(prompt_ids(tokenizer, p), max_tokens=max_new_tokens, temperature=0.0)
                 ["choices"][0]["text"].strip() for p in prompts]
@@ -99,11 +99,12 @@ def perplexity(gguf: Path, token_ids: list[int], chunk: int, threads: int | None
     """exp(mean negative log-likelihood) of `token_ids`, evaluated in independent chunks of `chunk` tokens."""
     import torch
 
-    from ..llamacpp import llama_cpp
+    from ..llamacpp import llama_cpp, offload
 
     Llama = llama_cpp().Llama
 
-    llm = Llama(model_path=str(gguf), n_ctx=chunk, n_batch=chunk, logits_all=True, n_threads=threads, verbose=False)
+    llm = Llama(model_path=str(gguf), n_ctx=chunk, n_batch=chunk, logits_all=True, n_threads=threads,
+                n_gpu_layers=offload()[0], verbose=False)
     nll, count = 0.0, 0
     try:
         for start in range(0, len(token_ids) - 1, chunk):

@@ -66,7 +66,7 @@ class LlamaEngine:
     def __init__(self, path: Path, *, slots: int = 8, ctx_per_slot: int = 2048, threads: int | None = None,
                  n_batch: int = 512):
         from ..chat import check_gguf, default_threads
-        from ..llamacpp import llama_cpp, trained_context_length
+        from ..llamacpp import llama_cpp, offload, trained_context_length
 
         self.lc = lc = llama_cpp()
         check_gguf(Path(path))
@@ -74,7 +74,9 @@ class LlamaEngine:
         self.ctx_per_slot = min(ctx_per_slot, trained) if trained else ctx_per_slot
         threads = threads or default_threads()
         try:  # the model, its tokenizer and chat template; its own small context only tokenizes
-            self.llm = lc.Llama(model_path=str(path), n_ctx=64, n_batch=64, n_threads=threads, verbose=False)
+            self.gpu_layers, self.runs_on = offload()
+            self.llm = lc.Llama(model_path=str(path), n_ctx=64, n_batch=64, n_threads=threads,
+                                n_gpu_layers=self.gpu_layers, verbose=False)
         except (ValueError, RuntimeError) as exc:
             raise AirlockError(f"llama.cpp cannot load the model: {exc}", where=str(path),
                                fix="re-export it (`airlock export gguf ...`)") from None

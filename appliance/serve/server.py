@@ -148,6 +148,9 @@ def serve(cfg: ServeConfig, on_ready=None, on_tick=None) -> int:
         if server.started:
             print(f"serving {', '.join(sorted(engines))} at {url} ({'keys required' if guard.keys() else 'no keys'})",
                   flush=True)
+            for name, engine in sorted(engines.items()):
+                if getattr(engine, "runs_on", None):
+                    print(f"  {name}: {engine.runs_on}", flush=True)
             if on_ready:
                 on_ready(url)
         while on_tick and not done.wait(5.0):

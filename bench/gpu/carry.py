@@ -64,7 +64,13 @@ def model_files(dest: Path) -> None:
 
 
 def main() -> int:
+    import argparse
+
     from appliance.tools import ensure_converter
+
+    ap = argparse.ArgumentParser(prog="python -m bench.gpu.carry")
+    ap.add_argument("--out", type=Path, default=OUT, help=f"where the carry goes (default {OUT})")
+    out = ap.parse_args().out
 
     with tempfile.TemporaryDirectory(dir=ROOT / ".bench" if (ROOT / ".bench").is_dir() else None) as tmp:
         stage = Path(tmp) / "carry"
@@ -80,10 +86,10 @@ def main() -> int:
         if size > LIMIT:
             print("too large to carry", file=sys.stderr)
             return 1
-        shutil.rmtree(OUT, ignore_errors=True)
-        OUT.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(stage, OUT)
-    print(f"ready: {OUT}")
+        shutil.rmtree(out, ignore_errors=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(stage, out)
+    print(f"ready: {out}")
     return 0
 
 

@@ -1,4 +1,5 @@
-"""GPU acceptance: the CUDA half of the appliance in one prepared run, with a JSON + Markdown report.
+"""GPU acceptance (v2): the CUDA half of the appliance at real size in one prepared run, with a JSON + Markdown
+report.
 
     python3 bench/gpu/run.py --carry .bench/gpu-carry --out $OUT            # on the device machine (< 8 min)
     .venv/bin/python bench/gpu/run.py --carry .bench/gpu-carry --out /tmp/gpu --dry-run   # here, on the CPU
@@ -12,10 +13,14 @@ recorded and the run going on:
   qlora     `airlock train` QLoRA NF4 on CUDA (bitsandbytes); skipped in a dry run
   reference the LoRA run again in fp32 on the CPU, same data and seed: the GPU's losses must stay within 2%
   attention padding-free logits (transformers' sdpa, and Airlock's per-sample attention) equal the padded path
-  export    merge, and GGUF f16 with llama.cpp's converter where llama-cpp-python is importable (the export's
-            tokenizer check runs it; PyPI has no wheel of it to carry)
-The dry run (same script, device checks skipped) proves the carried wheels install and every step starts.
-Peers (LLaMA-Factory, Unsloth) and llama.cpp's CUDA build do not fit in the carry and the time; the report says so.
+  export    merge, and GGUF f16 + Q4_K_M with llama.cpp's converter (the carried CUDA llama-cpp-python wheel)
+  twin      a 7B-shape twin (Qwen2.5-7B's widths, random weights: `airlock models twin`), built on the device
+  qlora-twin  `airlock train` QLoRA bf16 on it: tokens/s, peak VRAM, and the memory planner's estimate beside it
+  peer-twin the same steps with the plain transformers + peft + bitsandbytes recipe: tokens/s, peak VRAM
+  chat      `airlock chat` on the Q4_K_M through CUDA llama.cpp (it says where it runs)
+  serve     `airlock serve` decode tokens/s at 1 and 8 clients, on the GPU and with llama.cpp on the CPU
+The dry run (same script, device checks skipped, a 2-layer 0.5B-shape twin, LoRA for QLoRA) proves the carried
+wheels install and every step starts; tests/test_gpu_dry_run.py runs it.
 """
 
 import argparse
@@ -30,6 +35,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "bench-gpu/SmolLM2-135M-random"
+sys.path.insert(0, str(ROOT))
+from bench.gpu import real_size  # noqa: E402  (the script runs by path: the checkout first)
 
 
 def step(report: dict, name: str):
@@ -143,41 +150,9 @@ def markdown(report: dict) -> str:
     return "\n".join(lines + ["", *report["notes"]]) + "\n"
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--carry", type=Path, default=ROOT / ".bench" / "gpu-carry")
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--dry-run", action="store_true", help="on a CPU: skip the CUDA checks, prove the rest starts")
-    ap.add_argument("--steps", type=int, default=30)
-    args = ap.parse_args()
-    steps = 3 if args.dry_run else args.steps
-    home = Path(os.environ.get("TMPDIR", "/tmp")) / "airlock-gpu-bench"
-    site = home / "site-packages"
-    args.out.mkdir(parents=True, exist_ok=True)
-    import shutil
-
-    shutil.rmtree(home, ignore_errors=True)
-    home.mkdir(parents=True)
-    sys.path.insert(0, str(ROOT))
-    import torch
-
-    device = "cuda" if torch.cuda.is_available() and not args.dry_run else "cpu"
-    report = {"dry_run": args.dry_run, "device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
-              "torch": torch.__version__, "steps": {}, "notes": [
-                  "Peers not run: LLaMA-Factory and Unsloth and their dependencies do not fit in the 64 MiB carry.",
-                  "llama.cpp's CUDA build (about 10 minutes for one architecture) does not fit in the 8 minutes."]}
-    with step(report, "install") as facts:
-        facts["wheels"] = install(args.carry, site, args.dry_run)
-    env = dict(os.environ, AIRLOCK_HOME=str(home), HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1",
-               PYTHONPATH=os.pathsep.join([str(ROOT)] + ([] if args.dry_run else [str(site)])))
-    from appliance.tools import converter_home
-
-    shutil.copytree(args.carry / "converter", converter_home(root=home / "tools"))
-    os.environ.update(AIRLOCK_HOME=str(home))
-    with step(report, "model") as facts:
-        facts["snapshot"] = str(build_model(args.carry, home))
-    common = [f"model={MODEL}", f"max_steps={steps}", "logging_steps=1", "save_steps=1000", "seed=42",
-              "per_device_train_batch_size=8", "data.cutoff_len=512"]
+def small_model_steps(report: dict, env: dict, device: str, common: list[str], home: Path) -> dict:
+    """v1: LoRA (and on a GPU torch_compile, QLoRA, the CPU fp32 reference) on the small model, the attention
+    check, merge and GGUF f16 + Q4_K_M. Returns the runs and the GGUF files."""
     runs = {}
     with step(report, "lora") as facts:
         dtype = "bf16" if device == "cuda" else "fp32"
@@ -188,12 +163,8 @@ def main() -> int:
             runs["compile"] = airlock_train(env, "gpu-compile", common + ["dtype=bf16", "torch_compile=true"])
             eager = runs.get("lora", {}).get("tokens_per_s")
             facts.update(runs["compile"], speedup=runs["compile"]["tokens_per_s"] / eager if eager else None)
-        with step(report, "qlora") as facts:
-            runs["qlora"] = airlock_train(env, "gpu-qlora", common + ["method=qlora", "dtype=bf16"])
-            facts.update(runs["qlora"])
         with step(report, "reference") as facts:
-            cpu = dict(env, CUDA_VISIBLE_DEVICES="")
-            ref = airlock_train(cpu, "cpu-ref", common + ["dtype=fp32"])
+            ref = airlock_train(dict(env, CUDA_VISIBLE_DEVICES=""), "cpu-ref", common + ["dtype=fp32"])
             gpu = runs.get("lora", {}).get("final_loss")
             facts.update(ref, gpu_final_loss=gpu, relative_diff=abs(gpu - ref["final_loss"]) / ref["final_loss"]
                          if gpu else None)
@@ -207,16 +178,88 @@ def main() -> int:
         job = runs["lora"]["job"]
         argvs = [["merge", job, "--out", str(home / "merged")]]
         if importlib.util.find_spec("llama_cpp"):  # the export's tokenizer check runs llama.cpp
-            argvs.append(["export", "gguf", str(home / "merged"), "--type", "f16", "--out", str(home / "gguf"),
-                          "--no-fidelity"])
+            argvs.append(["export", "gguf", str(home / "merged"), "--type", "f16", "--type", "q4_k_m", "--out",
+                          str(home / "gguf"), "--no-fidelity"])
         else:
-            facts["gguf_skipped"] = "llama-cpp-python is not on the device and not carried (no wheel for it on PyPI)"
+            facts["gguf_skipped"] = "llama-cpp-python is not importable here (carry the CUDA wheel)"
         for argv in argvs:
-            proc = subprocess.run([sys.executable, "-m", "appliance", *argv], capture_output=True, text=True,
-                                  env=env, cwd=ROOT)
-            if proc.returncode != 0:
-                raise RuntimeError(proc.stderr[-1500:])
+            real_size.run([sys.executable, "-m", "appliance", *argv], env)
+        runs["gguf"] = sorted((home / "gguf").rglob("*q4_k_m.gguf"))
         facts["gguf"] = [p.name for p in (home / "gguf").rglob("*.gguf")]
+    return runs
+
+
+def real_size_steps(report: dict, env: dict, device: str, steps: int, home: Path, runs: dict) -> None:
+    """v2: a 7B-shape twin's QLoRA by Airlock and by the plain recipe, against the planner; CUDA llama.cpp chat and
+    serve against llama.cpp on the CPU."""
+    cuda = device == "cuda"
+    sets = [f"max_steps={steps}", "logging_steps=1", "save_steps=1000", "seed=42", "per_device_train_batch_size=4",
+            "data.cutoff_len=512", *(["method=qlora", "dtype=bf16"] if cuda else ["dtype=fp32"])]
+    model = None
+    with step(report, "twin") as facts:
+        model, facts["twin_of"] = real_size.twin(home, dry_run=not cuda)
+    with step(report, "qlora-twin") as facts:
+        measured = airlock_train(env, "twin-qlora", [f"model={model}", *sets])
+        plan = real_size.planned_peak(model, sets, None)
+        peak = measured["peak_vram_mb" if cuda else "peak_rss_mb"]
+        facts.update(measured, planned_peak_mb=round((plan["peak"] if cuda else plan["host"]) / 2**20),
+                     planned_over_measured=round((plan["peak"] if cuda else plan["host"]) / 2**20 / peak, 3)
+                     if peak else None)
+    with step(report, "peer-twin") as facts:
+        facts.update(real_size.peer(model, home / "peer", steps, cuda))
+        ours = report["steps"].get("qlora-twin", {}).get("tokens_per_s")
+        facts["airlock_over_peer"] = round(ours / facts["tokens_per_s"], 2) if ours and facts["tokens_per_s"] else None
+    if not runs.get("gguf"):
+        report["notes"].append("chat and serve skipped: no GGUF (llama-cpp-python not importable)")
+        return
+    gguf = runs["gguf"][0]
+    with step(report, "chat") as facts:
+        proc = real_size.run([sys.executable, "-m", "appliance", "chat", str(gguf), "--prompt", "Who are you?",
+                              "--max-tokens", "32"], env)
+        facts["runs_on"] = proc.stderr.strip().splitlines()[0] if proc.stderr.strip() else None
+    with step(report, "serve") as facts:
+        facts["tokens_per_s"] = here = real_size.serve_rates(gguf, {})
+        facts["cpu_tokens_per_s"] = cpu = real_size.serve_rates(gguf, {"AIRLOCK_GPU_LAYERS": "0"})
+        facts["over_cpu"] = {n: round(here[n] / cpu[n], 2) for n in here if cpu.get(n)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--carry", type=Path, default=ROOT / ".bench" / "gpu-carry")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--dry-run", action="store_true", help="on a CPU: skip the CUDA checks, prove the rest starts")
+    ap.add_argument("--steps", type=int, default=30)
+    args = ap.parse_args()
+    steps = 2 if args.dry_run else args.steps
+    home = Path(os.environ.get("TMPDIR", "/tmp")) / "airlock-gpu-bench"
+    site = home / "site-packages"
+    args.out.mkdir(parents=True, exist_ok=True)
+    import shutil
+
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    sys.path.insert(0, str(ROOT))
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() and not args.dry_run else "cpu"
+    report = {"dry_run": args.dry_run, "device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
+              "torch": torch.__version__, "steps": {}, "notes": [
+                  "Peers: the plain transformers + peft + bitsandbytes recipe (bench/peer_trainer_recipe.py); "
+                  "LLaMA-Factory and Unsloth do not fit in the 64 MiB carry."]}
+    with step(report, "install") as facts:
+        facts["wheels"] = install(args.carry, site, args.dry_run)
+    env = dict(os.environ, AIRLOCK_HOME=str(home), HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1",
+               PYTHONPATH=os.pathsep.join([str(ROOT)] + ([] if args.dry_run else [str(site)])))
+    from appliance.tools import converter_home
+
+    shutil.copytree(args.carry / "converter", converter_home(root=home / "tools"))
+    os.environ.update(AIRLOCK_HOME=str(home))
+    with step(report, "model") as facts:
+        facts["snapshot"] = str(build_model(args.carry, home))
+    common = [f"model={MODEL}", f"max_steps={steps}", "logging_steps=1", "save_steps=1000", "seed=42",
+              "per_device_train_batch_size=8", "data.cutoff_len=512"]
+    runs = small_model_steps(report, env, device, common, home)
+    real_size_steps(report, env, device, steps, home, runs)
     (args.out / "gpu-report.json").write_text(json.dumps(report, indent=2) + "\n")
     (args.out / "gpu-report.md").write_text(markdown(report))
     print(markdown(report))

@@ -49,6 +49,7 @@ class HubMirror:
         self.root = Path(root)
         self.mirrors = self.root / "mirrors"
         self.gated: set[str] = set()
+        self.requests: list[tuple[str, str]] = []  # (method, path) of every request the gate saw
         self.olah_port, self.gate_port = free_port(), free_port()
         self.endpoint = f"http://127.0.0.1:{self.gate_port}"
         self._olah = self._gate = None
@@ -150,6 +151,7 @@ def _gate_handler(mirror: HubMirror):
             return token == GRANTED
 
         def forward(self):
+            mirror.requests.append((self.command, self.path))
             if not self.check_gate():
                 return
             length = int(self.headers.get("Content-Length") or 0)
