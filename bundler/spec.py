@@ -175,6 +175,12 @@ class BundleSpec:
     appliance: bool = False  # carry Airlock itself and its whole locked stack (needs env.mode wheelhouse or conda)
 
     def validate(self):
+        if self.env.mode == "none" and (self.wheels.requirements or self.wheels.files or self.tools.llama_cpp_wheel
+                                        or self.tools.llama_cpp_wheel_file):
+            raise AirlockError("wheels need an env to go into: with env.mode none they would be installed into the "
+                               "site's own Python, outside the Airlock home", where="spec: env.mode",
+                               fix="set env.mode: wheelhouse (a venv inside the home) or conda, or drop the wheels",
+                               code="spec.wheels_without_env")
         if self.appliance and self.env.mode == "none":
             raise AirlockError("an appliance bundle carries its own Python env", where="spec: env.mode",
                                fix="set env.mode: wheelhouse (a venv of the site's Python) or conda")

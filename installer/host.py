@@ -52,8 +52,19 @@ def python_version(python: Path) -> str | None:
     return run.stdout.strip() if run.returncode == 0 else None
 
 
-def check_host(m: Manifest, target_dir: Path, python: Path | None = None, log=print) -> None:
-    """Refuse, naming both sides and the fix, a host the bundle was not built for."""
+def env_python(m: Manifest, given: Path | None = None) -> Path | None:
+    """The interpreter a bundle's env is made with (wheelhouse: --python, else this one's base) or that runs a bundle
+    without an env; None for a packed conda env, which brings its own."""
+    import sys
+
+    if m.env.mode == "wheelhouse":
+        return Path(given) if given else Path(getattr(sys, "_base_executable", sys.executable))
+    return Path(sys.executable) if m.env.mode == "none" else None
+
+
+def check_host(m: Manifest, target_dir: Path | None, python: Path | None = None, log=print) -> None:
+    """Refuse, naming both sides and the fix, a host the bundle was not built for (`target_dir` None: no disk
+    check; `python`: the interpreter the env is made with, or that runs a bundle without one)."""
     t, where = m.target, "this host"
     if platform.machine() != t.arch:
         raise AirlockError(f"the bundle is for {t.arch} hosts; this host is {platform.machine()}", where=where,
@@ -63,7 +74,7 @@ def check_host(m: Manifest, target_dir: Path, python: Path | None = None, log=pr
         raise AirlockError(f"the bundle needs glibc {t.glibc} or later; this host has {have or 'no glibc'}",
                            where=where, fix=f"build the bundle with target.glibc: \"{have}\"" if have else
                            "install on a glibc Linux (RHEL 8+, Ubuntu 20.04+, Debian 11+)", code="host.glibc")
-    if python is not None and m.env.mode == "wheelhouse":
+    if python is not None and m.env.mode != "conda":
         got = python_version(python)
         if got != t.python:
             raise AirlockError(f"the bundle is for Python {t.python}; {python} is "
@@ -71,6 +82,8 @@ def check_host(m: Manifest, target_dir: Path, python: Path | None = None, log=pr
                                fix=f"give --python a Python {t.python} with its venv module (e.g. apt-get install "
                                f"python{t.python}-venv, or dnf install python{t.python})")
     _check_driver(t.accelerator, log)
+    if target_dir is None:
+        return
     free = shutil.disk_usage(target_dir).free
     if free < m.host_need:
         raise AirlockError(f"the install needs {m.host_need / 2**30:.1f} GiB and {free / 2**30:.1f} GiB are free",

@@ -116,10 +116,9 @@ def _install(auth: verify.Authenticated, lay: Layout, env_dir, python, allow_dow
     downgrade_from = rollback.check(lay.root, m, allow_downgrade)
     delta.check(lay.root, m)
     _check_pickle(m, allow_pickle)
-    from .host import check_host
+    from .host import check_host, env_python
 
-    site_python = None if env_dir or m.env.mode != "wheelhouse" else python or envsetup.base_python()
-    check_host(m, lay.root, site_python, log=step)
+    check_host(m, lay.root, None if env_dir else env_python(m, python), log=step)
     if not contents_checked:
         step("checking every chunk and file (size and sha256)")
         with bar("verify", m.payload_size) as advance:

@@ -430,6 +430,8 @@ def _check_sections(m: Manifest) -> None:
         raise _fail("env", f"env mode {env.mode} carries no env archive")
     if env.mode == "wheelhouse" and not m.wheels:
         raise _fail("env", "a wheelhouse env needs wheels")
+    if env.mode == "none" and m.wheels:  # they would go into the installer's own Python, outside the target
+        raise _fail("env", "env mode none carries no wheels (nothing may be installed outside the target)")
     for name, tool in m.tools.items():
         if tool.dir and not any(p.startswith(f"tools/{tool.dir}/") for p in by_path):
             raise _fail(f"tools.{name}", f"names dir {tool.dir!r}, which the bundle does not carry")

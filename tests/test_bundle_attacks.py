@@ -396,6 +396,18 @@ ATTACKS = [
            "decompression bomb|more than", "more than"),
     Attack("env_hash_lies", lambda r, w: replace(_conda()(r, w), edit_manifest=lambda m: m["env"].update(
         sha256="9" * 64)), "a conda env must be carried|disagrees|no blob"),
+    # --- genuine and well formed, but not for this host or not for an Airlock home (signed)
+    Attack("target_other_arch", lambda r, w: replace(r, edit_manifest=lambda m: m["target"].update(arch="aarch64")),
+           "for aarch64 hosts", verify_ok=True),
+    Attack("target_newer_glibc", lambda r, w: replace(r, target_glibc="2.99"), "needs glibc 2.99", verify_ok=True),
+    Attack("target_other_python", lambda r, w: replace(r, target_python="3.13" if sys.version_info[:2] != (3, 13)
+                                                       else "3.12"), "is for Python 3", verify_ok=True),
+    Attack("wheels_without_env_would_install_outside", lambda r, w: replace(
+        _add_file("wheels/evil-1.0-py3-none-any.whl", "wheel", b"PK not a wheel")(r, w),
+        edit_manifest=lambda m: m["wheels"].append({
+            "name": "evil", "version": "1.0", "filename": "evil-1.0-py3-none-any.whl",
+            "sha256": next(f["sha256"] for f in m["files"] if f["path"].startswith("wheels/")),
+            "purl": "pkg:pypi/evil@1.0", "tags": "py3-none-any"})), "env mode none carries no wheels"),
 ]
 
 

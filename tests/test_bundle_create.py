@@ -62,7 +62,7 @@ def test_sbom_and_readme(good_bundle):
 
 def test_rebuild_leaves_no_stale_parts(kit, tmp_path):
     out = tmp_path / "b"
-    small = dict(kit["spec"], env={"mode": "none"}, rehearsal=False, tools={"converter": False})
+    small = dict(kit["spec"], env={"mode": "none"}, wheels={}, rehearsal=False, tools={"converter": False})
     build(small, out, kit["secret"], max_chunk=64 * 1024)
     first = set((out / "chunks").iterdir())
     (out / "chunks" / "9999-stale.part").write_text("old")

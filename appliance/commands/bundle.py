@@ -96,6 +96,7 @@ def plan(args) -> int:
 
 
 def verify(args) -> int:
+    from appliance.errors import AirlockError
     from installer.progress import bar
     from installer.verify import authenticate, check_all, trusted_key_path
 
@@ -104,6 +105,12 @@ def verify(args) -> int:
     with bar("verify", auth.manifest.payload_size) as advance:
         check_all(auth, advance=advance)
     m = auth.manifest
+    from installer.host import check_host, env_python
+
+    try:  # the media are fine; whether this host can run the bundle is a warning here (install refuses)
+        check_host(m, None, env_python(m), log=lambda text: None)
+    except AirlockError as exc:
+        print(f"WARNING: {exc.message}; installing here will be refused ({exc.fix})")
     for x in m.models:
         if x.pickle_weights:
             print(f"WARNING: {x.repo_id} carries pickle weights ({', '.join(x.pickle_weights)}), which can run code "
