@@ -21,6 +21,7 @@ def main(argv=None) -> int:
     p.add_argument("--insecure-self-verify", action="store_true",
                    help="(install.sh) no minisign or openssl: this stage's own check is the only one")
     p.add_argument("--allow-downgrade", action="store_true")
+    p.add_argument("--allow-replace", action="store_true")
     p.add_argument("--allow-pickle", action="store_true")
     p.add_argument("--no-smoke", action="store_true")
     p.add_argument("--checked-by", default="", help="(install.sh) the tool that verified the signature first")
@@ -49,7 +50,8 @@ def main(argv=None) -> int:
             checked_by = "the bundle's own installer only (INSECURE: no minisign or openssl on this host)"
         result = install_bundle(args.bundle, args.target, args.trusted_key, env_dir=Path(args.env) if args.env
                                 else None, python=args.python, insecure_no_signature=args.insecure_no_signature,
-                                allow_downgrade=args.allow_downgrade, allow_pickle=args.allow_pickle,
+                                allow_downgrade=args.allow_downgrade, allow_replace=args.allow_replace,
+                                allow_pickle=args.allow_pickle,
                                 smoke=not args.no_smoke, contents_checked=args.contents_checked,
                                 checked_by=checked_by)
         print(("already installed: " if result["already"] else "installed: ") + result["path"])

@@ -66,6 +66,7 @@ class Undo:
 
 def install_bundle(bundle: Path, target: Path, trusted_key: Path | None = None, *, env_dir: Path | None = None,
                    python: Path | None = None, insecure_no_signature: bool = False, allow_downgrade: bool = False,
+                   allow_replace: bool = False,
                    allow_pickle: bool = False, smoke: bool = True, contents_checked: bool = False,
                    checked_by: str | None = None) -> dict:
     """Install `bundle` into `target`; returns {release, path, key_id, ...}. Raises AirlockError, leaving the
@@ -90,7 +91,7 @@ def install_bundle(bundle: Path, target: Path, trusted_key: Path | None = None, 
         facts = {"key_path": key_path, "checked_by": checked_by}
         undo = Undo()
         try:
-            return _install(auth, Layout(target), env_dir, python, allow_downgrade, allow_pickle, smoke,
+            return _install(auth, Layout(target), env_dir, python, (allow_downgrade, allow_replace), allow_pickle, smoke,
                             contents_checked, facts, undo)
         except AirlockError as exc:
             undo.run()
@@ -102,7 +103,7 @@ def install_bundle(bundle: Path, target: Path, trusted_key: Path | None = None, 
             raise
 
 
-def _install(auth: verify.Authenticated, lay: Layout, env_dir, python, allow_downgrade, allow_pickle, smoke,
+def _install(auth: verify.Authenticated, lay: Layout, env_dir, python, allow: tuple, allow_pickle, smoke,
              contents_checked, facts, undo: Undo) -> dict:
     from appliance.registry import record
 
@@ -113,7 +114,7 @@ def _install(auth: verify.Authenticated, lay: Layout, env_dir, python, allow_dow
         _audit_install(auth, facts, once=True)
         return {"release": m.release, "path": str(release), "key_id": auth.key_id, "already": True,
                 "env": str(lay.env(m.env_dir_name)) if m.env.mode != "none" else None}
-    downgrade_from = rollback.check(lay.root, m, allow_downgrade)
+    overrides = rollback.check(lay.root, m, *allow)  # (allow_downgrade, allow_replace)
     delta.check(lay.root, m)
     _check_pickle(m, allow_pickle)
     from .host import check_host, env_python
@@ -145,7 +146,7 @@ def _install(auth: verify.Authenticated, lay: Layout, env_dir, python, allow_dow
         smoke_test(m, lay, envsetup.python_of(env), stage / "files")
     lay.commit(m, stage, env)
     step(f"committed: current/{m.name} -> releases/{m.release}")
-    _audit_install(auth, facts, downgrade_from=downgrade_from)
+    _audit_install(auth, facts, overrides)
     record("bundle", f"bundle:{m.name}@{m.version}", release, manifest_sha256=m.sha256,
            models=[x.repo_id for x in m.models])
     result = {"release": m.release, "path": str(release), "key_id": auth.key_id, "env": str(env) if env else None,
@@ -186,7 +187,13 @@ def _build_release(auth: verify.Authenticated, lay: Layout, stage: Path) -> None
 
 
 def _env(m: Manifest, lay: Layout, env_dir: Path | None, python: Path | None, undo: Undo) -> Path | None:
-    if env_dir:
+    if env_dir:  # the env stage 1 made: only the one the signed manifest names, inside this home
+        expected = lay.env(m.env_dir_name)
+        if m.env.mode == "none" or Path(env_dir).resolve() != expected.resolve():
+            raise AirlockError(f"stage 1 handed over the env {env_dir}, but the signed manifest names "
+                               f"{expected if m.env.mode != 'none' else 'no env'}", where=str(env_dir),
+                               fix="run install.sh from the verified bundle again; do not pass --env by hand",
+                               code="install.env_mismatch")
         return Path(env_dir)
     if m.env.mode == "none":
         return None
@@ -218,7 +225,7 @@ def _install_models(m: Manifest, stage: Path, lay: Layout, undo: Undo) -> None:
         install_snapshot(stage / "files" / x.prefix, x.repo_id, x.revision, cache=lay.hf_cache, link=True)
 
 
-def _audit_install(auth: verify.Authenticated, facts: dict, once: bool = False, downgrade_from=None) -> None:
+def _audit_install(auth: verify.Authenticated, facts: dict, overrides: dict | None = None, once: bool = False) -> None:
     from appliance.registry import audit, audit_log
 
     m = auth.manifest
@@ -230,5 +237,6 @@ def _audit_install(auth: verify.Authenticated, facts: dict, once: bool = False, 
           bundle=str(auth.bundle), verified_by_key=auth.key_id, signature_checked_by=facts["checked_by"],
           trusted_key=str(Path(key_path).resolve()) if key_path else None,
           insecure_no_signature=auth.key_id is None, signature_problem=auth.signature_problem,
-          downgrade_from=downgrade_from, delta_base=m.base.version if m.base else None,
+          downgrade_from=(overrides or {}).get("downgrade_from"),
+          replaces_build=(overrides or {}).get("replaces_build"), delta_base=m.base.version if m.base else None,
           pickle_weights=[x.repo_id for x in m.models if x.pickle_weights])

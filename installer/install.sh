@@ -2,7 +2,7 @@
 # Airlock bundle installer, stage 1: POSIX sh, coreutils, grep, sed and GNU tar, plus minisign or openssl.
 #
 #   sh install.sh --trusted-key FILE [--target DIR] [--python PYTHON] [--bundle DIR] [--check-only]
-#                 [--allow-downgrade] [--allow-pickle] [--no-smoke]
+#                 [--allow-downgrade] [--allow-replace] [--allow-pickle] [--no-smoke]
 #                 [--insecure-no-signature | --insecure-self-verify]
 #
 # Nothing from the bundle is parsed, unpacked or run before it is bound to the site's signature:
@@ -40,7 +40,7 @@ while [ $# -gt 0 ]; do
         --check-only) CHECK_ONLY=1 ;;
         --insecure-no-signature) INSECURE=1 ;;
         --insecure-self-verify) SELF_VERIFY=1 ;;
-        --allow-downgrade|--allow-pickle|--no-smoke) PASS="$PASS $1" ;;
+        --allow-downgrade|--allow-replace|--allow-pickle|--no-smoke) PASS="$PASS $1" ;;
         -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
         *) die "unknown option '$1' (see: sh install.sh --help)" ;;
     esac

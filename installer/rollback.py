@@ -1,6 +1,6 @@
 """Versions over time: rollback protection (an older version of an installed bundle is refused unless
---allow-downgrade; PEP 440 order, so 2.0.post1 is newer than 2.0) and `airlock bundle rollback`, which makes the
-previously current release current again.
+--allow-downgrade, another build of the installed version unless --allow-replace; PEP 440 order, so 2.0.post1 is
+newer than 2.0) and `airlock bundle rollback`, which makes the previously current release current again.
 
     airlock bundle rollback [NAME] [--target DIR]
 """
@@ -14,21 +14,32 @@ from .layout import Layout
 from .manifest import Manifest
 
 
-def check(target: Path, manifest: Manifest, allow_downgrade: bool) -> str | None:
-    """None when fine; the installed version when this is a (permitted) downgrade."""
+def check(target: Path, manifest: Manifest, allow_downgrade: bool, allow_replace: bool = False) -> dict:
+    """What this install overrides, for the audit log ({} when nothing): an older version than the installed one
+    is refused unless `allow_downgrade`; another build of the installed version unless `allow_replace` (a version
+    names one build: the site must not get different bytes under a name it already trusts)."""
     lay = Layout(target)
     rid = lay.release_of("current", manifest.name)
     if rid is None:
-        return None
+        return {}
     installed = lay.manifest_of(rid)["version"]
-    if parse_version(manifest.version) < parse_version(installed):
+    new, old = parse_version(manifest.version), parse_version(installed)
+    if new < old:
         if not allow_downgrade:
             raise AirlockError(f"{manifest.name} {manifest.version} is older than the installed {installed}",
-                               where="rollback protection",
+                               where="rollback protection", code="install.downgrade",
                                fix="refused to roll back; if you mean it, rerun with --allow-downgrade (recorded in "
                                "the audit log), or use `airlock bundle rollback` to return to the previous release")
-        return installed
-    return None
+        return {"downgrade_from": installed}
+    if new == old and rid != manifest.release:
+        if not allow_replace:
+            raise AirlockError(f"{manifest.name} {manifest.version} is already installed as another build ({rid}); "
+                               f"this bundle is a different build ({manifest.release}) under the same version",
+                               where="rollback protection", code="install.same_version_other_build",
+                               fix="build it with a new version (e.g. version: \"" + f"{installed}.post1\"), or, if "
+                               "you mean to replace that build, rerun with --allow-replace (recorded in the audit log)")
+        return {"replaces_build": rid}
+    return {}
 
 
 def roll_back(target: Path, name: str | None = None) -> dict:

@@ -513,6 +513,41 @@ def test_rollback_protection_orders_versions_like_pep440(versions, accepted, wor
         assert again.returncode == 0, again.stderr
 
 
+@pytest.mark.parametrize("route", ("install", "sh-minisign"))
+def test_attack_same_version_other_build_is_refused_unless_replace(route, world, tmp_path):
+    """A genuine bundle whose version is the installed one's but whose bytes differ: refused, the release untouched;
+    --allow-replace installs it and the audit log names the build it replaced."""
+    target = tmp_path / "target"
+    shutil.copytree(world["target"], target, symlinks=True)
+    before = snapshot(target)
+    other = forge.write(recipe(world, version="1.0"), tmp_path / "other-1.0", world["keys"])
+    proc = run_route(route, other, target, world)
+    assert proc.returncode != 0 and "another build" in proc.stderr and "--allow-replace" in proc.stderr, proc.stderr
+    assert {k: v for k, v in snapshot(target).items() if k != "registry/audit.jsonl"} == {
+        k: v for k, v in before.items() if k != "registry/audit.jsonl"}
+    again = run_route(route, other, target, world, extra=("--allow-replace",))
+    assert again.returncode == 0, again.stderr
+    log = [json.loads(x) for x in (target / "registry" / "audit.jsonl").read_text().splitlines()]
+    assert log[-1]["action"] == "bundle-install" and log[-1]["replaces_build"].startswith("attack-site-1.0-")
+
+
+def test_attack_stage_two_refuses_an_env_the_manifest_does_not_name(world, tmp_path):
+    """Stage 2 takes the env path from stage 1's command line; a path the signed manifest does not name (here: a
+    bundle without an env, handed an attacker's directory) is refused before anything is installed."""
+    target = tmp_path / "target"
+    shutil.copytree(world["target"], target, symlinks=True)
+    before = snapshot(target)
+    rogue = tmp_path / "rogue-env"
+    (rogue / "bin").mkdir(parents=True)
+    bundle = attack_bundle(Attack("control", lambda r, w: r, ""), world)
+    proc = subprocess.run([str(world["python"]), "-I", str(world["genuine"] / "airlock-installer.pyz"), "install",
+                           str(bundle), "--target", str(target), "--env", str(rogue), "--trusted-key",
+                           str(world["keys"].public_file), "--no-smoke"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "code: install.env_mismatch" in proc.stderr, proc.stderr
+    assert {k: v for k, v in snapshot(target).items() if k != "registry/audit.jsonl"} == {
+        k: v for k, v in before.items() if k != "registry/audit.jsonl"}
+
+
 def test_pickle_weights_install_with_the_flag(world, tmp_path):
     attack = next(a for a in ATTACKS if a.id == "pickle_weights_declared")
     target = tmp_path / "target"

@@ -49,6 +49,8 @@ def register(sub) -> None:
     i.add_argument("--python", type=Path, help="the site's Python for a wheelhouse env (default: this one's base)")
     i.add_argument("--insecure-no-signature", action="store_true", help="install without a valid signature (logged)")
     i.add_argument("--allow-downgrade", action="store_true", help="install an older version (logged)")
+    i.add_argument("--allow-replace", action="store_true",
+                   help="install another build of the installed version in its place (logged)")
     i.add_argument("--allow-pickle", action="store_true", help="accept pickle weights the bundle declares (logged)")
     i.add_argument("--no-smoke", action="store_true", help="skip the post-install smoke test")
     i.set_defaults(func=install, offline=True)
@@ -173,6 +175,7 @@ def install(args) -> int:
 
     result = install_bundle(args.bundle, args.target or home(), args.trusted_key, python=args.python,
                             insecure_no_signature=args.insecure_no_signature, allow_downgrade=args.allow_downgrade,
+                            allow_replace=args.allow_replace,
                             allow_pickle=args.allow_pickle, smoke=not args.no_smoke)
     print(("already installed: " if result["already"] else "installed: ") + result["path"])
     return 0
