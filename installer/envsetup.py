@@ -36,6 +36,9 @@ class EnvRules:
         parts = name.split("/")
         if name.startswith("/") or ".." in parts or not name:
             refuse("absolute name or '..' would land outside the env")
+        if name.removeprefix("./") in (READY, UNPACKED):
+            refuse("the installer's own completion marker: an env must not declare itself installed",
+                   "refusing an env that would skip its pinned wheels: do not install this bundle")
         if any("/".join(parts[:i]) in self.links for i in range(1, len(parts))):
             refuse("written through a link: it would land outside the env")
         if member.islnk():

@@ -292,6 +292,8 @@ case $ENV_MODE in
             tar -tvzf "$archive" --numeric-owner > "$WORK/env.list" 2>/dev/null || die "the packed env is not a tar.gz"
             [ -z "$(cut -c1 "$WORK/env.list" | tr -d 'dlh-')" ] \
                 || die "the packed env holds devices, FIFOs or special files: refused"
+            ! grep -Eq ' (\./)?\.airlock-env-(ready|unpacked)$' "$WORK/env.list" \
+                || die "the packed env carries the installer's own completion marker: refused (it would skip its wheels)"
             total=0
             for s in $(grep '^-' "$WORK/env.list" | tr -s ' ' | cut -d' ' -f3); do total=$((total + s)); done
             [ "$total" -le "$ENV_UNPACKED" ] || die "the packed env unpacks to more than the $ENV_UNPACKED bytes signed"

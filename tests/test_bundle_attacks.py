@@ -392,6 +392,8 @@ ATTACKS = [
            lambda r, w: _conda([forge.tar_member("escape", kind=b"2", linkname=str(w["host"])),
                                 forge.tar_member("escape/evil", b"written through a link")])(r, w),
            "outside|cannot be unpacked", "unpacking the env failed"),
+    Attack("env_carries_the_ready_marker", _conda([forge.tar_member(".airlock-env-ready", b"")]),
+           "completion marker", "completion marker"),
     Attack("env_decompression_bomb", _conda([forge.tar_member("big", bytes(1 << 20))], unpacked=5000),
            "decompression bomb|more than", "more than"),
     Attack("env_hash_lies", lambda r, w: replace(_conda()(r, w), edit_manifest=lambda m: m["env"].update(
