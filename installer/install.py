@@ -72,7 +72,18 @@ def install_bundle(bundle: Path, target: Path, trusted_key: Path | None = None, 
     """Install `bundle` into `target`; returns {release, path, key_id, ...}. Raises AirlockError, leaving the
     previous state untouched, on any refusal. `contents_checked`: install.sh already hashed every file."""
     bundle, target = Path(bundle).absolute(), Path(target).resolve()
-    target.mkdir(parents=True, exist_ok=True)
+    old_umask = os.umask(0o022)  # the home's modes do not depend on the operator's umask (002 would open them)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        return _authenticated_install(bundle, target, trusted_key, env_dir, python, insecure_no_signature,
+                                      (allow_downgrade, allow_replace), allow_pickle, smoke, contents_checked,
+                                      checked_by)
+    finally:
+        os.umask(old_umask)
+
+
+def _authenticated_install(bundle, target, trusted_key, env_dir, python, insecure_no_signature, allow, allow_pickle,
+                           smoke, contents_checked, checked_by) -> dict:
     with airlock_home(target):
         from appliance.registry import audit
 
@@ -91,7 +102,7 @@ def install_bundle(bundle: Path, target: Path, trusted_key: Path | None = None, 
         facts = {"key_path": key_path, "checked_by": checked_by}
         undo = Undo()
         try:
-            return _install(auth, Layout(target), env_dir, python, (allow_downgrade, allow_replace), allow_pickle, smoke,
+            return _install(auth, Layout(target), env_dir, python, allow, allow_pickle, smoke,
                             contents_checked, facts, undo)
         except AirlockError as exc:
             undo.run()

@@ -150,6 +150,9 @@ verify_openssl() {
     done
 }
 if [ "$INSECURE" = 0 ]; then
+    # whoever may write the key decides what this host installs: a key writable by the group or others is refused
+    key_mode=$(stat -L -c %a "$KEY" 2>/dev/null || echo 0)
+    case $key_mode in *[2367]?|*[2367]) die "$KEY is writable by its group or others: chmod go-w $KEY" ;; esac
     is_regular "$KEY" && [ "$(size_of "$KEY")" -le 4096 ] && plain_text "$KEY" tab \
         && line 2 "$KEY" | grep -Eqx '[A-Za-z0-9+/]{56}' || die "$KEY is not a minisign public key"
     copy_in SHA256SUMS.minisig 4096

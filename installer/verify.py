@@ -62,6 +62,24 @@ def trusted_key_path(given: Path | None, target: Path | None = None) -> Path | N
     return None
 
 
+def check_key_file(path: Path) -> None:
+    """The site's trusted key decides what runs: a key file (or its directory) that another user or the group may
+    write is refused, since whoever can replace it can sign anything."""
+    import stat
+
+    for item in (Path(path), Path(path).resolve().parent):
+        try:
+            mode = os.stat(item).st_mode
+        except OSError:
+            return  # a missing key is reported by the reader, with its own message
+        loose = mode & (stat.S_IWOTH | (stat.S_IWGRP if item == Path(path) else 0))
+        if loose and not (stat.S_ISDIR(mode) and mode & stat.S_ISVTX):
+            raise AirlockError(f"{item} is writable by {'others' if mode & stat.S_IWOTH else 'its group'}: "
+                               "whoever can write it can replace the key that decides what this host installs",
+                               where="trusted key", code="install.key_writable",
+                               fix=f"chmod go-w {item} (and keep the key owned by the installing user or root)")
+
+
 def check_signature(bundle: Path, sums_raw: bytes, trusted_key: Path | None) -> tuple[str, bytes]:
     """(the signer's key id, the signature's bytes), or AirlockError: no signature, no key, wrong key, bad one."""
     sig = Path(bundle) / SIGNATURE
@@ -72,6 +90,7 @@ def check_signature(bundle: Path, sums_raw: bytes, trusted_key: Path | None) -> 
         raise AirlockError("no trusted public key configured", where="signature",
                            fix="pass --trusted-key FILE, set AIRLOCK_TRUSTED_KEY, or put the site's key at "
                            "<airlock home>/keys/trusted.pub")
+    check_key_file(trusted_key)
     key = minisign.read_public_key(trusted_key)
     raw = read_regular(sig, str(sig), 4096)
     minisign.verify(sums_raw, raw, key, where=str(sig))

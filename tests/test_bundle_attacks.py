@@ -550,6 +550,36 @@ def test_attack_stage_two_refuses_an_env_the_manifest_does_not_name(world, tmp_p
         k: v for k, v in before.items() if k != "registry/audit.jsonl"}
 
 
+@pytest.mark.parametrize("route", ("install", "sh-minisign", "sh-openssl"))
+def test_attack_trusted_key_writable_by_others_is_refused(route, world, tmp_path):
+    """Whoever can write the trusted key can sign anything: a key file the group or others may write is refused."""
+    target = tmp_path / "target"
+    shutil.copytree(world["target"], target, symlinks=True)
+    loose = tmp_path / "keys" / "site.pub"
+    loose.parent.mkdir()
+    shutil.copyfile(world["keys"].public_file, loose)
+    loose.chmod(0o666)
+    bundle = attack_bundle(Attack("control", lambda r, w: r, ""), world)
+    proc = run_route(route, bundle, target, dict(world, keys=type("K", (), {"public_file": loose})()))
+    assert proc.returncode != 0 and "writable by" in proc.stderr and "chmod go-w" in proc.stderr, proc.stderr
+    loose.chmod(0o644)
+    assert run_route(route, bundle, target, dict(world, keys=type("K", (), {"public_file": loose})())).returncode == 0
+
+
+def test_attack_umask_002_opens_nothing_to_the_group(world, tmp_path):
+    """An operator whose umask is 002: the home's store, releases and bin stay writable by their owner only."""
+    target = tmp_path / "target"
+    bundle = attack_bundle(Attack("control", lambda r, w: r, ""), world)
+    argv = [sys.executable, "-m", "appliance", "bundle", "install", str(bundle), "--target", str(target),
+            "--trusted-key", str(world["keys"].public_file), "--no-smoke"]
+    env = {k: v for k, v in os.environ.items() if k not in ("AIRLOCK_TRUSTED_KEY", "AIRLOCK_HOME")}
+    proc = subprocess.run(["sh", "-c", 'umask 002; exec "$@"', "sh", *argv], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    loose = [str(p.relative_to(target)) for p in [target, *target.rglob("*")]
+             if not p.is_symlink() and p.stat().st_mode & 0o022]
+    assert not loose, f"group- or other-writable after an install under umask 002: {loose[:5]}"
+
+
 def test_pickle_weights_install_with_the_flag(world, tmp_path):
     attack = next(a for a in ATTACKS if a.id == "pickle_weights_declared")
     target = tmp_path / "target"
