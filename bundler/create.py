@@ -22,7 +22,7 @@ from appliance.hfcache import sha256_file
 from appliance.schema import to_dict
 from installer import minisign
 from installer.format import (DEFAULT_MAX_CHUNK, ENV_INFO, FORMAT, INSTALL_SH, INSTALLER_PYZ, MANIFEST, README,
-                              ROOT_FILES, SBOM, SIGNATURE, SUMS, env_id)
+                              ROOT_FILES, SBOM, SIGNATURE, SUMS, check_paths, env_id)
 from installer.progress import bar, step
 
 from . import env as envmod
@@ -206,6 +206,9 @@ def _read_base(since: Path) -> dict:
 def write_bundle(stage: Path, spec: BundleSpec, got: dict, base: dict | None, secret, max_chunk: int, log) -> dict:
     import hashlib
 
+    check_paths([path for path, _, _ in got["files"]], "bundle: the files it would carry")  # the installer's rule
+    for m in got["models"]:  # the names the manifest lists about a model are read by the same rule
+        check_paths([*m["skipped"], *m["pickle_weights"], *m["remote_code"]], f"bundle: model {m['repo_id']}")
     entries, sources = [], {}
     for path, source, kind in got["files"]:
         if isinstance(source, tuple):  # ("base", sha256, size): content the site already has

@@ -65,6 +65,49 @@ HEX64_RE = re.compile(HEX64)
 BLOB_MEMBER = re.compile(rf"blobs/({HEX64})")
 
 
+MAX_PATH_PARTS = 64  # directory levels a bundle path may have (bounds the work of checking each one)
+# Characters no bundle path may hold: controls (Cc), format characters such as bidi overrides and zero-width
+# joiners (Cf), line and paragraph separators (Zl, Zp), lone surrogates (Cs), unassigned and private-use code points.
+REFUSED_CATEGORIES = {"Cc", "Cf", "Zl", "Zp", "Cs", "Cn", "Co"}
+
+
+def check_path_name(path: str, where: str) -> str:
+    """The one rule for a bundle path's characters, applied by the bundler before it writes a manifest and by the
+    installer when it reads one: valid UTF-8, NFC-normalized (so two spellings cannot name one file), no control,
+    format (bidi), separator or surrogate character, at most MAX_PATH_PARTS levels."""
+    import unicodedata
+
+    fix = "rename the file (plain, NFC-normalized names) and rebuild the bundle; do not install this one"
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        raise AirlockError(f"path {path.encode('utf-8', 'backslashreplace').decode()!r} is not valid UTF-8 (a lone "
+                           "surrogate)", where=where, fix=fix, code="bundle.path_name") from None
+    if bad := next((c for c in path if unicodedata.category(c) in REFUSED_CATEGORIES), None):
+        raise AirlockError(f"path {path!r} holds {unicodedata.name(bad, 'an unnamed character')} (U+{ord(bad):04X}), "
+                           "a control, bidi, separator or unassigned character", where=where, fix=fix,
+                           code="bundle.path_name")
+    if unicodedata.normalize("NFC", path) != path:
+        raise AirlockError(f"path {path!r} is not NFC-normalized (another spelling of the same name)", where=where,
+                           fix=fix, code="bundle.path_name")
+    if path.count("/") >= MAX_PATH_PARTS:
+        raise AirlockError(f"path {path[:80]!r}... is {path.count('/') + 1} levels deep (at most {MAX_PATH_PARTS})",
+                           where=where, fix=fix, code="bundle.path_name")
+    return path
+
+
+def check_paths(paths, where: str) -> None:
+    """check_path_name on every path, and no two that differ only in case (one file on a case-insensitive
+    filesystem, or on media formatted FAT/exFAT)."""
+    folded: dict[str, str] = {}
+    for path in paths:
+        check_path_name(path, where)
+        if (other := folded.setdefault(path.casefold(), path)) != path:
+            raise AirlockError(f"paths {other!r} and {path!r} differ only in case", where=where,
+                               fix="rename one of them and rebuild the bundle; do not install this one",
+                               code="bundle.path_name")
+
+
 def chunk_name(index: int, sha256: str) -> str:
     return f"{CHUNKS_DIR}/{index:04d}-{sha256}.part"
 

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from appliance.errors import AirlockError
 
-from .format import (FORMAT, HEX64_RE, INSTALL_SH, INSTALLER_PYZ, MAX_MANIFEST, NAME, NAME_RE,
+from .format import (FORMAT, HEX64_RE, INSTALL_SH, INSTALLER_PYZ, MAX_MANIFEST, NAME, NAME_RE, check_path_name,
+                     check_paths,
                      chunk_name, env_id, parse_version, release_id)
 
 KINDS = ("model", "wheel", "env", "tool", "dataset", "meta")
@@ -242,6 +243,7 @@ def safe_relpath(path, where: str) -> str:
         raise AirlockError(f"absolute path {path!r} refused", where=where, fix="a bundle may only hold relative paths")
     if "\\" in path or any(unicodedata.category(c) == "Cc" for c in path):
         raise AirlockError(f"path {path!r} has a backslash or a control character", where=where, fix=FIX)
+    check_path_name(path, where)
     parts = path.split("/")
     if ".." in parts:
         raise AirlockError(f"path {path!r} climbs out with '..'", where=where,
@@ -376,6 +378,7 @@ def _check_files(m: Manifest) -> None:
             raise _fail(at, f"a {f.kind} file must be {'at' if f.kind in ('env', 'meta') else 'under'} {allowed}")
     if unused := set(m.blobs) - {f.sha256 for f in m.files}:
         raise _fail("blobs", f"{len(unused)} blob(s) no file uses")
+    check_paths(seen, "MANIFEST.json: files")
 
 
 def _check_chunks_and_blobs(m: Manifest) -> None:

@@ -332,6 +332,14 @@ ATTACKS = [
     Attack("file_path_absolute", _manifest(lambda m, w: m["files"][0].update(path="/etc/cron.d/evil")), MALFORMED),
     Attack("file_path_backslash", _manifest(lambda m, w: m["files"][0].update(path="datasets\\..\\x")), MALFORMED),
     Attack("file_path_newline", _manifest(lambda m, w: m["files"][0].update(path="datasets/a\nb")), MALFORMED),
+    Attack("file_path_bidi_override", _add_file("datasets/\u202elmth.exe.jsonl", "dataset"), "RIGHT-TO-LEFT|bidi"),
+    Attack("file_path_line_separator", _add_file("datasets/a\u2028b.jsonl", "dataset"), "LINE SEPARATOR|separator"),
+    Attack("file_path_zero_width", _add_file("datasets/fa\u200bcts.jsonl", "dataset"), "ZERO WIDTH|format"),
+    Attack("file_path_lone_surrogate", lambda r, w: replace(r, edit_manifest_bytes=lambda b: b.replace(
+        b'"datasets/facts.jsonl"', b'"datasets/\\ud800facts.jsonl"', 1)), "not valid UTF-8|surrogate"),
+    Attack("file_path_not_nfc", _add_file("datasets/cafe\u0301.jsonl", "dataset"), "not NFC"),
+    Attack("file_paths_collide_in_case", _add_file("datasets/FACTS.jsonl", "dataset"), "differ only in case"),
+    Attack("file_path_very_deep", _add_file("datasets/" + "d/" * 100 + "x.jsonl", "dataset"), "levels deep"),
     Attack("file_listed_twice", _manifest(lambda m, w: m["files"].append(dict(m["files"][0]))), "twice|duplicate"),
     Attack("file_also_a_directory", _manifest(lambda m, w: m["files"].append(dict(
         m["files"][1], path=m["files"][1]["path"] + "/inner"))), "both a file and a directory"),

@@ -149,3 +149,13 @@ def test_second_copy_of_weights_in_another_layout_is_left_out():
     keep, facts = select_files(names, ModelSpec(id="mistralai/Mistral-7B-Instruct-v0.3"), "spec", {})
     assert "consolidated.safetensors" not in keep and "consolidated.safetensors" in facts["skipped"]
     assert "model-00002-of-00002.safetensors" in keep and "model.safetensors.index.json" in keep
+
+
+@pytest.mark.parametrize("name", ["facts\u202etxt.jsonl", "cafe\u0301.jsonl", "a\u2028b.jsonl"])
+def test_bundler_refuses_names_the_installer_refuses(kit, tmp_path, name):
+    """One rule for names (installer/format.py check_path_name), applied before anything is written."""
+    spec = dict(kit["spec"], env={"mode": "none"}, wheels={}, rehearsal=False, tools={"converter": False},
+                datasets=[{"path": kit["spec"]["datasets"][0]["path"], "name": name}])
+    with pytest.raises(AirlockError) as err:
+        build(spec, tmp_path / "b", None)
+    assert err.value.code == "bundle.path_name" and not (tmp_path / "b").exists()
