@@ -4,7 +4,8 @@ hashes recorded in the manifest so the site installs with `pip install --no-inde
 The target decides which wheels fit: the Python tag (cp311, py3, or an abi3 wheel of an older CPython), and the
 platform (any, or manylinux for the target's architecture at a glibc no newer than the target's). A package
 with no wheel at all is built here from its sdist when that gives a pure-Python wheel (py3-none-any, which runs
-anywhere); one that compiles code is refused, naming it, since this machine is not the target.
+anywhere); one that compiles code is refused, naming it, since this machine is not the target. Such built wheels
+are kept (wheels_dir()/pure), so the next resolution finds them and needs no second pass for this machine.
 """
 
 import os
@@ -101,8 +102,17 @@ def _fail(result: subprocess.CompletedProcess, what: str, where: str, fix: str =
                         fix=fix or "check the requirement and pip's index settings (wheels.index_urls)")
 
 
+def pure_wheels_dir() -> Path:
+    """Pure-Python wheels built here from sdist-only dependencies, kept for the next resolution."""
+    from appliance.paths import wheels_dir
+
+    return wheels_dir() / "pure"
+
+
 def _sources(spec: WheelsSpec, dest: Path, constraints: Path | None) -> list[str]:
     args = ["--find-links", str(dest)]
+    if pure_wheels_dir().is_dir():
+        args += ["--find-links", str(pure_wheels_dir())]
     for url in spec.index_urls:
         args += ["--extra-index-url", url]
     for link in spec.find_links:
@@ -113,7 +123,8 @@ def _sources(spec: WheelsSpec, dest: Path, constraints: Path | None) -> list[str
 def build_sdist_only(requirements: list[str], dest: Path, spec: WheelsSpec, constraints: Path | None,
                      log=print) -> None:
     """Resolve the requirements here (pip's dry-run report) and build every dependency the index has only as an
-    sdist into a pure-Python wheel in `dest`, so the binary-only download for the target finds it."""
+    sdist into a pure-Python wheel among the kept ones (pure_wheels_dir), where the download for the target finds
+    it."""
     with tempfile.TemporaryDirectory(prefix="airlock-resolve-") as tmp:
         report = Path(tmp) / "report.json"
         result = _pip(["install", "--dry-run", "--ignore-installed", "--quiet", "--report", str(report),
@@ -126,17 +137,32 @@ def build_sdist_only(requirements: list[str], dest: Path, spec: WheelsSpec, cons
             if not item["download_info"]["url"].endswith(".whl"):
                 meta = item["metadata"]
                 log(f"{meta['name']} {meta['version']} has no wheel on the index: building it (pure Python only)")
-                build_pure_wheel(f"{meta['name']}=={meta['version']}", dest, _sources(spec, dest, constraints))
+                pure_wheels_dir().mkdir(parents=True, exist_ok=True)
+                build_pure_wheel(f"{meta['name']}=={meta['version']}", pure_wheels_dir(),
+                                 _sources(spec, dest, constraints))
+
+
+def _for_target(pip_args: list[str], requirements: list[str], dest: Path, spec: WheelsSpec,
+                constraints: Path | None, log) -> subprocess.CompletedProcess:
+    """pip for the target (binary only). A first attempt with the pure wheels kept from earlier bundles; when it
+    fails (an sdist-only dependency not built yet, or a real error), build what has no wheel and try again."""
+    def attempt():
+        return _pip([*pip_args, *_sources(spec, dest, constraints), *requirements])
+
+    result = attempt()
+    if result.returncode != 0:
+        build_sdist_only(requirements, dest, spec, constraints, log)
+        result = attempt()
+    return result
 
 
 def download(requirements: list[str], target: Target, dest: Path, spec: WheelsSpec | None = None,
              constraints: Path | None = None, log=print) -> None:
     """`pip download` with dependencies, binary only, for the target's platforms and Python (pure-Python
-    dependencies that exist only as sdists are built into wheels first)."""
+    dependencies that exist only as sdists are built into wheels first, and copied into `dest`)."""
     spec = spec or WheelsSpec()
-    build_sdist_only(requirements, dest, spec, constraints, log)
-    result = _pip(["download", *_target_args(target), "-d", str(dest), *_sources(spec, dest, constraints),
-                   *requirements])
+    result = _for_target(["download", *_target_args(target), "-d", str(dest)], requirements, dest, spec,
+                         constraints, log)
     if result.returncode != 0:
         raise _fail(result, "download", "spec: wheels")
 
@@ -155,12 +181,11 @@ def resolve(requirements: list[str], target: Target, dest: Path, spec: WheelsSpe
     distribution ({"name", "version", "url"}; a file:// url for what is already here). Like `download`, it first
     builds pure-Python wheels of sdist-only dependencies into `dest` (small; seconds)."""
     spec = spec or WheelsSpec()
-    build_sdist_only(requirements, dest, spec, constraints, log)
     with tempfile.TemporaryDirectory(prefix="airlock-plan-") as tmp:
         report = Path(tmp) / "report.json"
-        result = _pip(["install", "--dry-run", "--ignore-installed", "--quiet", "--report", str(report),
-                       "--target", str(Path(tmp) / "t"), *_target_args(target), *_sources(spec, dest, constraints),
-                       *requirements])
+        result = _for_target(["install", "--dry-run", "--ignore-installed", "--quiet", "--report", str(report),
+                              "--target", str(Path(tmp) / "t"), *_target_args(target)], requirements, dest, spec,
+                             constraints, log)
         if result.returncode != 0:
             raise _fail(result, "resolve", "spec: wheels")
         import json
@@ -182,7 +207,9 @@ def build_pure_wheel(requirement: str, dest: Path, sources: list[str] = ()) -> P
             raise AirlockError(f"{requirement} has no wheel for the target, and its sdist compiles code "
                                f"({built[0].name})", where="spec: wheels",
                                fix="build its wheel on a machine like the target and list it in wheels.files")
-        return Path(shutil.copy2(built[0], dest / built[0].name))
+        partial = dest / f".{built[0].name}.partial"  # other bundles may read `dest` (the kept pure wheels)
+        shutil.copy2(built[0], partial)
+        return Path(os.replace(partial, dest / built[0].name) or dest / built[0].name)
 
 
 def gather(spec: WheelsSpec, target: Target, dest: Path, extra: list[Path] = (), constraints: Path | None = None,

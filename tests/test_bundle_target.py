@@ -14,7 +14,7 @@ import pytest
 
 from appliance.errors import AirlockError
 from bundler.spec import Target, WheelsSpec
-from bundler.wheels import Wheel, build_sdist_only, check_compatible, check_torch, torch_build
+from bundler.wheels import Wheel, check_compatible, check_torch, download, pure_wheels_dir, torch_build
 
 
 def wheel(filename: str) -> Wheel:
@@ -110,11 +110,19 @@ def _sdist(tmp_path: Path, name: str, compiled: bool) -> Path:
 
 
 def _build_from_sdist(tmp_path: Path, name: str, compiled: bool) -> Path:
+    """Download `name` for the target: it has only an sdist, so it is built here first (kept in the home's pure
+    wheels for the next resolution) and the download for the target takes it from there."""
     index = _sdist(tmp_path, name, compiled)
     dest = tmp_path / "wheels"
     dest.mkdir()
-    build_sdist_only([f"{name}==1.0"], dest, WheelsSpec(find_links=[index]), None, log=lambda m: None)
+    download([f"{name}==1.0"], Target(), dest, WheelsSpec(find_links=[index]), None, log=lambda m: None)
     return dest
+
+
+@pytest.fixture(autouse=True)
+def own_home(tmp_path, monkeypatch):
+    """The pure wheels these tests build stay in their own home, not the session's shared wheels."""
+    monkeypatch.setenv("AIRLOCK_HOME", str(tmp_path / "home"))
 
 
 def _registry():
@@ -129,6 +137,13 @@ def _registry():
 def test_a_pure_python_sdist_is_built_into_a_wheel(tmp_path):
     dest = _build_from_sdist(tmp_path, "airlock_pure_only", compiled=False)
     assert [p.name for p in dest.iterdir()] == ["airlock_pure_only-1.0-py3-none-any.whl"]
+    assert [p.name for p in pure_wheels_dir().iterdir()] == ["airlock_pure_only-1.0-py3-none-any.whl"]
+    # the next resolution finds it kept: no sdist needed any more
+    (tmp_path / "index" / "airlock_pure_only-1.0.tar.gz").unlink()
+    again = tmp_path / "again"
+    again.mkdir()
+    download(["airlock_pure_only==1.0"], Target(), again, WheelsSpec(), None, log=lambda m: None)
+    assert [p.name for p in again.iterdir()] == ["airlock_pure_only-1.0-py3-none-any.whl"]
 
 
 @pytest.mark.registry

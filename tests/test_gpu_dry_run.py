@@ -36,7 +36,7 @@ def test_gpu_acceptance_dry_run(tmp_path):
     steps = report["steps"]
     assert {"install", "model", "lora", "attention", "export", "twin", "qlora-twin", "peer-twin", "chat",
             "serve"} <= set(steps)
-    assert steps["twin"]["twin_of"] == "qwen2.5-0.5b-instruct"
+    assert steps["twin"]["twin_of"] == "smollm2-135m-instruct"
     assert 0.5 < steps["qlora-twin"]["planned_over_measured"] < 2, steps["qlora-twin"]
     assert steps["peer-twin"]["tokens_per_s"] > 0 and steps["qlora-twin"]["tokens_per_s"] > 0
     assert "on the CPU" in steps["chat"]["runs_on"]

@@ -4,8 +4,9 @@ recipe (the peer), each one's tokens/s and peak VRAM, the memory planner's estim
 the small model's GGUF through CUDA llama.cpp: `airlock chat`, and `airlock serve` decode tokens/s at 1 and 8
 clients on the GPU against llama.cpp on the CPU.
 
-In a dry run (a CPU) the twin is Qwen2.5-0.5B's widths with 2 layers, LoRA fp32 stands in for QLoRA, and the serve
-comparison runs on the CPU twice: every step starts and reports, which is what the tests check.
+In a dry run (a CPU) the twin is SmolLM2-135M's widths with 2 layers (the real-width mechanics have their own tests:
+tests/test_twin.py), LoRA fp32 stands in for QLoRA, and serve runs once, on the CPU: every step starts and reports,
+which is what the tests check.
 """
 
 import json
@@ -20,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def twin(home: Path, dry_run: bool) -> tuple[Path, str]:
     """(the twin's directory, its catalog id), written with `airlock models twin` (on the GPU: built there)."""
-    card, layers = ("qwen2.5-0.5b-instruct", ["--layers", "2"]) if dry_run else ("qwen2.5-7b-instruct", [])
+    card, layers = ("smollm2-135m-instruct", ["--layers", "2"]) if dry_run else ("qwen2.5-7b-instruct", [])
     out = home / f"twin-{card}"
     run([sys.executable, "-m", "appliance", "models", "twin", card, "--out", str(out), *layers],
         dict(os.environ, AIRLOCK_HOME=str(home)))

@@ -19,7 +19,7 @@ recorded and the run going on:
   peer-twin the same steps with the plain transformers + peft + bitsandbytes recipe: tokens/s, peak VRAM
   chat      `airlock chat` on the Q4_K_M through CUDA llama.cpp (it says where it runs)
   serve     `airlock serve` decode tokens/s at 1 and 8 clients, on the GPU and with llama.cpp on the CPU
-The dry run (same script, device checks skipped, a 2-layer 0.5B-shape twin, LoRA for QLoRA) proves the carried
+The dry run (same script, device checks skipped, a 2-layer SmolLM2-shape twin, LoRA for QLoRA) proves the carried
 wheels install and every step starts; tests/test_gpu_dry_run.py runs it.
 """
 
@@ -219,8 +219,9 @@ def real_size_steps(report: dict, env: dict, device: str, steps: int, home: Path
         facts["runs_on"] = proc.stderr.strip().splitlines()[0] if proc.stderr.strip() else None
     with step(report, "serve") as facts:
         facts["tokens_per_s"] = here = real_size.serve_rates(gguf, {})
-        facts["cpu_tokens_per_s"] = cpu = real_size.serve_rates(gguf, {"AIRLOCK_GPU_LAYERS": "0"})
-        facts["over_cpu"] = {n: round(here[n] / cpu[n], 2) for n in here if cpu.get(n)}
+        if cuda:  # on a CPU both runs would be the same one
+            facts["cpu_tokens_per_s"] = cpu = real_size.serve_rates(gguf, {"AIRLOCK_GPU_LAYERS": "0"})
+            facts["over_cpu"] = {n: round(here[n] / cpu[n], 2) for n in here if cpu.get(n)}
 
 
 def main() -> int:
