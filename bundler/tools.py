@@ -18,6 +18,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
@@ -100,9 +101,11 @@ def build_llama_cpp_wheel(target: Target, dest: Path, log=print, zig: bool = Fal
         + ("an hour or more on 2 cores (CUDA kernels for each architecture) ..." if "GGML_CUDA=on" in args
            else "several minutes ..."))
     started = time.time()
+    source, build = _resumable_tree(sdist, dest, log)
+    env["SKBUILD_BUILD_DIR"] = str(build)
     with tempfile.TemporaryDirectory() as tmp:
         result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-cache-dir",
-                                 "--progress-bar=off", "-w", tmp, str(sdist)], env=env, capture_output=True,
+                                 "--progress-bar=off", "-w", tmp, str(source)], env=env, capture_output=True,
                                 text=True)
         built = list(Path(tmp).glob("llama_cpp_python-*.whl"))
         if result.returncode != 0 or not built:
@@ -111,8 +114,28 @@ def build_llama_cpp_wheel(target: Target, dest: Path, log=print, zig: bool = Fal
                                fix="install cmake and a C++ compiler (g++); for CUDA see the lines above")
         dest.mkdir(parents=True, exist_ok=True)
         wheel = Path(shutil.copy2(built[0], dest / built[0].name))
+    shutil.rmtree(source.parent)
     log(f"built {wheel.name}: {wheel.stat().st_size / 2**20:.1f} MiB in {(time.time() - started) / 60:.1f} min")
     return wheel
+
+
+def _resumable_tree(sdist: Path, dest: Path, log=print) -> tuple[Path, Path]:
+    """(source, build) directories kept under `dest` until the wheel is built: a build that is stopped (a CUDA
+    build takes hours on a small machine) starts again where it stopped, as CMake and ninja skip what is done."""
+    work = dest / "build-in-progress"
+    source, build = work / "src", work / "build"
+    if (source / "pyproject.toml").is_file() and build.is_dir():
+        log(f"resuming the build in {work} (what was compiled before is kept)")
+        return source, build
+    shutil.rmtree(work, ignore_errors=True)
+    unpack = work / "unpack"
+    unpack.mkdir(parents=True)
+    with tarfile.open(sdist) as tar:
+        tar.extractall(unpack, filter="data")
+    os.replace(next(unpack.iterdir()), source)  # in place once whole: a half-unpacked tree is never resumed
+    unpack.rmdir()
+    build.mkdir()
+    return source, build
 
 
 def setup_wheel() -> Path | None:

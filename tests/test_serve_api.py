@@ -311,3 +311,35 @@ def test_serve_sigterm_under_load_finishes_cleanly(tiny_gguf, tmp_path):
     server.stop()
     assert all(r in (200, 499) or r in ("ConnectError", "RemoteProtocolError", "ReadError") for r in results), results
     assert 200 in results
+
+
+def test_serve_budgets_the_context_and_checks_max_tokens(server, embedded_gguf):
+    """Without max_tokens a prompt that fits is answered in the context it leaves (OpenAI's finish_reason "length"
+    when it fills it); max_tokens 0 is a 400 as at OpenAI; the Bearer scheme is case-insensitive."""
+    model = embedded_gguf.stem
+    listed = httpx.get(f"{server.url}/v1/models", headers={"Authorization": f"bearer {server.keys['app1']}"}).json()
+    entry = next(m for m in listed["data"] if m["id"] == model)
+    context, cap = entry["context_length"], entry["max_tokens"]
+    assert (context, cap) == (1024, 256)
+
+    def ask(words: int, **extra):
+        body = {"model": model, "temperature": 0, **extra,
+                "messages": [{"role": "user", "content": "Repeat after me: " + "ship " * words}]}
+        return _status(server, "app1", body)
+
+    probe = ask(10, max_tokens=1).json()["usage"]["prompt_tokens"]
+    words = context - 12 - (probe - 10)  # about 12 tokens of room left
+    near_full = ask(words, max_tokens=1).json()["usage"]["prompt_tokens"]
+    assert context - 40 < near_full < context, near_full
+    assert ask(words, max_tokens=cap).status_code == 400  # asked for more than fits: refused, as before
+    answered = ask(words)  # asked for nothing: it fits, so it is answered
+    assert answered.status_code == 200, answered.text
+    usage, choice = answered.json()["usage"], answered.json()["choices"][0]
+    assert usage["prompt_tokens"] + usage["completion_tokens"] <= context
+    assert choice["finish_reason"] == "length" or usage["completion_tokens"] < context - near_full
+    too_long = ask(context + 10)
+    assert too_long.status_code == 400 and "exceed the context" in too_long.json()["error"]["message"]
+    for bad in (0, -1):
+        refused = ask(10, max_tokens=bad)
+        assert refused.status_code == 400 and refused.json()["error"]["param"] == "max_tokens", refused.text
+    assert ask(10, max_completion_tokens=0).json()["error"]["param"] == "max_completion_tokens"

@@ -13,7 +13,9 @@ def register(sub) -> None:
     p.add_argument("--parallel", type=int, default=4, help="answers generated at once per GGUF model (default 4)")
     p.add_argument("--ctx", type=int, default=2048, help="context per answer in tokens (default 2048)")
     p.add_argument("--threads", type=int, help="CPU threads for llama.cpp (default: physical cores)")
-    p.add_argument("--max-tokens", type=int, default=1024, help="the most tokens one request may ask for")
+    p.add_argument("--max-tokens", type=int, default=1024,
+                   help="the longest answer (default 1024): what a request asks for, up to this; without max_tokens, "
+                   "this or the context its prompt leaves, whichever is less")
     p.add_argument("--max-request-bytes", type=int, default=1 << 20, help="largest request body (default 1 MiB)")
     p.add_argument("--tls-cert", type=Path, help="PEM certificate for HTTPS")
     p.add_argument("--tls-key", type=Path, help="PEM private key for HTTPS")

@@ -71,7 +71,11 @@ def create_app(engines: dict, guard: Guard, *, max_tokens: int = 1024, max_reque
         except Denied as d:
             return fail(d.status, d.message, d.kind)
         now = int(time.time())
-        return {"object": "list", "data": [{"id": name, "object": "model", "created": now, "owned_by": "airlock"}
+        # beside OpenAI's fields: each model's context per request, and the longest answer a request gets (what
+        # it asks for up to this; without max_tokens, this or the context the prompt leaves, whichever is less)
+        return {"object": "list", "data": [{"id": name, "object": "model", "created": now, "owned_by": "airlock",
+                                            "context_length": getattr(engines[name], "ctx_per_slot", None),
+                                            "max_tokens": max_tokens}
                                            for name in sorted(engines) if key is None or key.allows(name)]}
 
     @app.post("/v1/chat/completions")

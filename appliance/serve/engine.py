@@ -25,11 +25,25 @@ from ..errors import AirlockError
 @dataclass
 class Sampling:
     max_tokens: int = 256
+    fit_context: bool = False  # no max_tokens asked: answer up to max_tokens or the context left, whichever is less
     temperature: float = 0.0  # 0: greedy
     top_p: float = 1.0
     top_k: int = 0
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
+
+
+def budget(request: "Request", context: int) -> None:
+    """Fit the answer to the context: without max_tokens the answer may use what the prompt leaves (ending with
+    finish_reason "length" when it fills it); a prompt that leaves nothing, or an explicit max_tokens that does not
+    fit beside the prompt, is refused."""
+    prompt, s = len(request.tokens), request.sampling
+    if s.fit_context and prompt < context:
+        s.max_tokens = min(s.max_tokens, context - prompt)
+    elif prompt + s.max_tokens > context:
+        asked = "" if s.fit_context else f" and max_tokens ({s.max_tokens})"
+        raise AirlockError(f"the prompt ({prompt} tokens){asked} exceed the context of {context} tokens",
+                           where="messages", fix="shorten the prompt" + ("" if s.fit_context else " or lower max_tokens"))
 
 
 @dataclass
@@ -123,10 +137,7 @@ class LlamaEngine:
     def submit(self, request: Request) -> None:
         if self.stopping.is_set():
             raise AirlockError("the server is shutting down", fix="retry against another server")
-        if len(request.tokens) + request.sampling.max_tokens > self.ctx_per_slot:
-            raise AirlockError(f"the prompt ({len(request.tokens)} tokens) and max_tokens "
-                               f"({request.sampling.max_tokens}) exceed the context of {self.ctx_per_slot} tokens",
-                               where="messages", fix="shorten the prompt or lower max_tokens")
+        budget(request, self.ctx_per_slot)
         self.waiting.put(request)
 
     def queued(self) -> int:

@@ -50,7 +50,9 @@ class Guard:
 
     def authenticate(self, authorization: str | None):
         """The caller's key (None for open local access), or Denied(401)."""
-        token = (authorization or "").removeprefix("Bearer ").strip() or None
+        scheme, _, credentials = (authorization or "").strip().partition(" ")
+        # the scheme is case-insensitive (RFC 7235); a bare key with no scheme is taken as it is
+        token = (credentials.strip() if scheme.lower() == "bearer" else "" if credentials else scheme) or None
         if token is None and self.open_access and not self.keys():
             return None
         key, why = keystore.authenticate(token, self.keys())

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from ..errors import AirlockError
-from .engine import Request
+from .engine import Request, budget
 
 
 class HFEngine:
@@ -34,9 +34,7 @@ class HFEngine:
     def submit(self, request: Request) -> None:
         if self.stopping.is_set():
             raise AirlockError("the server is shutting down", fix="retry against another server")
-        if len(request.tokens) + request.sampling.max_tokens > self.ctx_per_slot:
-            raise AirlockError(f"the prompt ({len(request.tokens)} tokens) and max_tokens exceed the context of "
-                               f"{self.ctx_per_slot} tokens", where="messages", fix="shorten it or lower max_tokens")
+        budget(request, self.ctx_per_slot)
         self.waiting.put(request)
 
     def queued(self) -> int:

@@ -54,7 +54,9 @@ def _check_fields(body, allowed: set[str]) -> None:
 def sampling(body: dict, cap: int) -> Sampling:
     if body.get("n", 1) not in (1, None):
         raise BadRequest("only n=1 is supported", "n")
-    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or min(256, cap)
+    # OpenAI's newer name first; 0 or less is an error as OpenAI makes it, never quietly the default
+    name = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+    asked = _number(body, name, None, 1, cap, int)
     stop = body.get("stop") or []
     stop = [stop] if isinstance(stop, str) else stop
     if not isinstance(stop, list) or len(stop) > 4 or not all(isinstance(s, str) and s for s in stop):
@@ -62,7 +64,7 @@ def sampling(body: dict, cap: int) -> Sampling:
     seed = body.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise BadRequest("'seed' must be an integer", "seed")
-    return Sampling(max_tokens=_number({"max_tokens": max_tokens}, "max_tokens", 256, 1, cap, int),
+    return Sampling(max_tokens=asked or cap, fit_context=asked is None,
                     temperature=_number(body, "temperature", 1.0, 0.0, 2.0),
                     top_p=_number(body, "top_p", 1.0, 1e-6, 1.0), top_k=_number(body, "top_k", 0, 0, 1000, int),
                     seed=seed, stop=stop)
