@@ -85,7 +85,7 @@ def server(embedded_gguf, tmp_path_factory):
     s = Server(home, [embedded_gguf], "--parallel", "2", "--ctx", "1024", "--max-tokens", "256",
                keys={"app1": [], "slow": ["--rpm", "2"], "small": ["--quota-tokens", "40"],
                      "old": ["--expires", "2020-01-01"], "other": ["--models", "some-other-model"],
-                     "gone": []})
+                     "gone": [], "ops": ["--admin"]})
     s.cli("keys", "api", "revoke", "gone")
     yield s
     assert s.stop() == 0
@@ -150,8 +150,17 @@ def test_serve_auth_statuses(server):
     assert big.status_code == 413
     stored = (server.home / "serve" / "keys.json").read_text()
     assert not any(k.split("_", 2)[2] in stored for k in server.keys.values()), "a secret was stored in plain text"
-    metrics = httpx.get(f"{server.url}/metrics", headers={"Authorization": f"Bearer {server.keys['app1']}"}).text
+    # /metrics names every key and its counts: an admin key's to read
+    denied = httpx.get(f"{server.url}/metrics", headers={"Authorization": f"Bearer {server.keys['app1']}"})
+    assert denied.status_code == 403 and "--admin" in denied.json()["error"]["message"]
+    metrics = httpx.get(f"{server.url}/metrics", headers={"Authorization": f"Bearer {server.keys['ops']}"}).text
     assert 'airlock_requests_total{key="slow",model="smollm2-q8_0",status="429"}' in metrics
+    # /health: up or not for anyone; what is served only for a key
+    assert httpx.get(f"{server.url}/health").json() == {"status": "ok"}
+    keyed = httpx.get(f"{server.url}/health", headers={"Authorization": f"Bearer {server.keys['app1']}"}).json()
+    assert keyed["models"] == ["smollm2-q8_0"] and keyed["active"] >= 0
+    listed = server.cli("keys", "api", "list").stdout
+    assert any(line.split()[:1] == ["ops"] and " yes " in line for line in listed.splitlines()), listed
 
 
 def test_serve_client_disconnect_frees_the_slot(server, embedded_gguf):
@@ -162,7 +171,8 @@ def test_serve_client_disconnect_frees_the_slot(server, embedded_gguf):
         for i, _ in enumerate(r.iter_lines()):
             if i > 4:
                 break  # hang up mid-answer
-    wait_for(lambda: httpx.get(f"{server.url}/health").json()["active"] == 0, "the slot to be freed", timeout=30)
+    wait_for(lambda: httpx.get(f"{server.url}/health", headers=headers).json()["active"] == 0, "the slot to be freed",
+             timeout=30)
     wait_for(lambda: any(e["status"] == 499 for e in server.audit()), "the cancelled request in the audit log", 30)
     cancelled = [e for e in server.audit() if e["status"] == 499][-1]
     assert cancelled["completion_tokens"] < 250

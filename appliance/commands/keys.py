@@ -22,6 +22,8 @@ def register(sub) -> None:
     c.add_argument("--quota-tokens", type=int, help="tokens over the key's life")
     c.add_argument("--expires", help="last valid day, YYYY-MM-DD (UTC)")
     c.add_argument("--models", help="model ids the key may use, comma separated (default: all)")
+    c.add_argument("--admin", action="store_true",
+                   help="may also read the server's /metrics (every key's name and counts); other keys get 403")
     c.set_defaults(func=api_create)
     acts.add_parser("list", help="every key with its limits and usage (never the secret)").set_defaults(func=api_list)
     for name, helptext, func in (("revoke", "stop a key at once", api_revoke),
@@ -36,7 +38,7 @@ def api_create(args) -> int:
 
     models = [m.strip() for m in args.models.split(",")] if args.models else []
     secret = keys.create(args.name, rpm=args.rpm, tpm=args.tpm, quota_tokens=args.quota_tokens,
-                         expires=args.expires, models=models)
+                         expires=args.expires, models=models, admin=args.admin)
     print(secret)
     print(f"# the key for {args.name!r}: shown this once, stored only as a salted hash", flush=True)
     return 0
@@ -49,10 +51,11 @@ def api_list(args) -> int:
     if not rows:
         print("no API keys (create one: airlock keys api create --name app1)")
         return 0
-    print(f"{'NAME':<16} {'STATE':<10} {'RPM':>6} {'TPM':>8} {'QUOTA':>10} {'USED':>10} {'EXPIRES':<10} MODELS")
+    print(f"{'NAME':<16} {'STATE':<10} {'RPM':>6} {'TPM':>8} {'QUOTA':>10} {'USED':>10} {'EXPIRES':<10} {'ADMIN':<5} "
+          "MODELS")
     for r in rows:
         print(f"{r['name']:<16} {r['state']:<10} {r['rpm']:>6} {r['tpm']:>8} {r['quota']:>10} {r['used']:>10} "
-              f"{r['expires']:<10} {r['models']}")
+              f"{r['expires']:<10} {r['admin']:<5} {r['models']}")
     return 0
 
 

@@ -49,16 +49,25 @@ def create_app(engines: dict, guard: Guard, *, max_tokens: int = 1024, max_reque
             raise protocol.BadRequest(f"the body is not JSON: {exc}") from None
 
     @app.get("/health")
-    async def health():
-        return {"status": "ok", "models": sorted(engines),
+    async def health(request: HttpRequest):
+        """Up or not, for anyone (a load balancer has no key); what is served only for a valid key."""
+        status = {"status": "ok"}
+        try:
+            key = guard.authenticate(request.headers.get("authorization"))
+        except Denied:
+            return status
+        return {**status, "models": sorted(n for n in engines if key is None or key.allows(n)),
                 "queued": sum(e.queued() for e in engines.values()), "active": sum(e.busy for e in engines.values())}
 
     @app.get("/metrics")
     async def prometheus(request: HttpRequest):
         try:
-            guard.authenticate(request.headers.get("authorization"))
+            key = guard.authenticate(request.headers.get("authorization"))
         except Denied as d:
             return fail(d.status, d.message, d.kind)
+        if key is not None and not key.admin:  # it names every key and its counts
+            return fail(403, "reading /metrics needs an admin key (airlock keys api create --name NAME --admin)",
+                        "permission_denied")
         for name, engine in engines.items():
             metrics.active.labels(name).set(engine.busy)
             metrics.queued.labels(name).set(engine.queued())

@@ -39,6 +39,7 @@ class ApiKey:
     expires: str | None = None  # YYYY-MM-DD: valid through that day (UTC)
     models: list[str] = field(default_factory=list)  # empty: every model the server serves
     revoked: str | None = None  # when
+    admin: bool = False  # may read /metrics, which names every key and its counts
 
     def expired(self, now: float | None = None) -> bool:
         return bool(self.expires) and time.strftime("%Y-%m-%d", time.gmtime(now)) > self.expires
@@ -80,7 +81,8 @@ def overview(path: Path | None = None) -> list[dict]:
     usage = json.loads(usage_file.read_text()) if usage_file.is_file() else {}
     return [{"name": k.name, "state": "revoked" if k.revoked else ("expired" if k.expired() else "active"),
              "rpm": k.rpm or "-", "tpm": k.tpm or "-", "quota": k.quota_tokens or "-", "used": usage.get(k.name, 0),
-             "expires": k.expires or "-", "models": ",".join(k.models) or "all"} for k in load(path).values()]
+             "expires": k.expires or "-", "models": ",".join(k.models) or "all", "admin": "yes" if k.admin else "no"}
+            for k in load(path).values()]
 
 
 def _audit(action: str, **facts) -> None:
@@ -104,7 +106,7 @@ def _check_limits(rpm, tpm, quota_tokens, expires, models) -> None:
             raise AirlockError(f"model {m!r}", where="--models", fix="model ids separated by commas")
 
 
-def create(name: str, *, rpm=None, tpm=None, quota_tokens=None, expires=None, models=None,
+def create(name: str, *, rpm=None, tpm=None, quota_tokens=None, expires=None, models=None, admin: bool = False,
            path: Path | None = None) -> str:
     """Add a key; returns its secret text, which is never stored."""
     if not NAME.fullmatch(name):
@@ -117,10 +119,10 @@ def create(name: str, *, rpm=None, tpm=None, quota_tokens=None, expires=None, mo
     secret = secrets.token_urlsafe(32)
     salt = secrets.token_hex(16)
     keys[name] = ApiKey(name, salt, _digest(salt, secret), time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                        rpm, tpm, quota_tokens, expires, list(models or []))
+                        rpm, tpm, quota_tokens, expires, list(models or []), admin=admin)
     save(keys, path)
     _audit("api-key-create", name=name, rpm=rpm, tpm=tpm, quota_tokens=quota_tokens, expires=expires,
-           models=list(models or []))
+           models=list(models or []), admin=admin)
     return f"alk_{name}_{secret}"
 
 
