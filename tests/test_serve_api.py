@@ -353,3 +353,47 @@ def test_serve_budgets_the_context_and_checks_max_tokens(server, embedded_gguf):
         refused = ask(10, max_tokens=bad)
         assert refused.status_code == 400 and refused.json()["error"]["param"] == "max_tokens", refused.text
     assert ask(10, max_completion_tokens=0).json()["error"]["param"] == "max_completion_tokens"
+
+
+def test_serve_logprobs_in_openai_shapes(server, embedded_gguf):
+    """logprobs / top_logprobs through the official client: one entry per generated token, the greedy choice the
+    most likely of its alternatives, the tokens spelling the answer; completions in the legacy shape; streamed
+    chunks carry their tokens' entries."""
+    import math
+
+    c, model = client(server), embedded_gguf.stem
+    messages = [{"role": "user", "content": "Name three colours."}]
+    answer = c.chat.completions.create(model=model, messages=messages, temperature=0, max_tokens=12, logprobs=True,
+                                       top_logprobs=3)
+    content = answer.choices[0].logprobs.content
+    assert len(content) == answer.usage.completion_tokens and "".join(e.token for e in content) == \
+        answer.choices[0].message.content
+    for e in content:
+        assert len(e.top_logprobs) == 3 and e.top_logprobs[0].token == e.token  # greedy: the most likely
+        assert e.logprob == e.top_logprobs[0].logprob <= 0 and bytes(e.bytes).decode() == e.token
+        assert [t.logprob for t in e.top_logprobs] == sorted((t.logprob for t in e.top_logprobs), reverse=True)
+        assert sum(math.exp(t.logprob) for t in e.top_logprobs) <= 1.0 + 1e-6
+    plain = c.chat.completions.create(model=model, messages=messages, temperature=0, max_tokens=12)
+    assert plain.choices[0].logprobs is None and plain.choices[0].message.content == answer.choices[0].message.content
+
+    streamed = c.chat.completions.create(model=model, messages=messages, temperature=0, max_tokens=12,
+                                         logprobs=True, stream=True)
+    entries = [e for chunk in streamed for choice in chunk.choices if choice.logprobs
+               for e in choice.logprobs.content or []]
+    assert [e.token for e in entries] == [e.token for e in content]
+    assert all(e.top_logprobs == [] for e in entries)  # top_logprobs not asked: none
+
+    legacy = c.completions.create(model=model, prompt="The capital of France is", max_tokens=6, temperature=0,
+                                  logprobs=2).choices[0]
+    assert len(legacy.logprobs.tokens) == len(legacy.logprobs.token_logprobs) == len(legacy.logprobs.top_logprobs)
+    assert "".join(legacy.logprobs.tokens) == legacy.text
+    assert legacy.logprobs.text_offset == [sum(map(len, legacy.logprobs.tokens[:i]))
+                                           for i in range(len(legacy.logprobs.tokens))]
+    assert all(len(top) <= 2 for top in legacy.logprobs.top_logprobs)
+
+    def refused(**body):
+        r = _status(server, "app1", {"model": model, "messages": messages, **body})
+        return r.status_code, r.json()["error"]["param"]
+
+    assert refused(top_logprobs=3) == (400, "top_logprobs")  # without logprobs: true, as OpenAI
+    assert refused(logprobs=True, top_logprobs=21) == (400, "top_logprobs")

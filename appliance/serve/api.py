@@ -107,6 +107,10 @@ def create_app(engines: dict, guard: Guard, *, max_tokens: int = 1024, max_reque
             engine = engines.get(model)
             if engine is None:
                 raise Denied(404, f"no model {model!r} here (see GET /v1/models)", "model_not_found")
+            if sampling.logprobs is not None and not (getattr(engine, "proxy", False) or
+                                                      getattr(engine, "reports_logprobs", False)):
+                raise protocol.BadRequest(f"log probabilities are served for GGUF models (llama.cpp); {model!r} is "
+                                          f"served by {engine.kind}", "logprobs")
             text = engine.render(messages)[0] if chat else prompt
             tokens = await run_in_threadpool(engine.tokenize, text)
             guard.admit(key, model, len(tokens))
@@ -141,20 +145,24 @@ def create_app(engines: dict, guard: Guard, *, max_tokens: int = 1024, max_reque
                     seconds=round(time.monotonic() - facts["started"], 3))
 
     async def whole_answer(http: HttpRequest, rid: str, chat: bool, events: asyncio.Queue, facts: dict):
+        request = facts["request"]
         pieces, reason = [], "error"
+        logprobs = [] if request.sampling.logprobs is not None else None
         while True:
             try:
                 kind, value = await asyncio.wait_for(events.get(), timeout=0.5)
             except asyncio.TimeoutError:
                 if await http.is_disconnected():
-                    facts["request"].cancelled.set()
+                    request.cancelled.set()
                 continue
             if kind == "text":
                 pieces.append(value)
                 continue
+            if kind == "logprob":
+                logprobs.append(value)
+                continue
             reason = value
             break
-        request = facts["request"]
         if reason == "cancelled":
             finished(facts, 499, reason)
             return Response(status_code=499)
@@ -163,18 +171,34 @@ def create_app(engines: dict, guard: Guard, *, max_tokens: int = 1024, max_reque
             return JSONResponse(protocol.error(reason, "server_error"), status_code=500)
         finished(facts, 200, reason)
         make = protocol.chat_response if chat else protocol.completion_response
-        return make(rid, facts["model"], "".join(pieces), reason, len(request.tokens), request.completion_tokens)
+        return make(rid, facts["model"], "".join(pieces), reason, len(request.tokens), request.completion_tokens,
+                    logprobs)
 
     async def stream_events(rid: str, chat: bool, events: asyncio.Queue, include_usage: bool, facts: dict):
         model, request, reason = facts["model"], facts["request"], "cancelled"
+        # log probabilities of the tokens since the last chunk ride with the next one (a chunk's text may hold
+        # several tokens, or part of one); None when not asked for
+        logprobs, offset = ([] if request.sampling.logprobs is not None else None), 0
+
+        def taken() -> list | None:
+            """The entries gathered so far, handed to one chunk; `offset` moves past their tokens."""
+            nonlocal logprobs, offset
+            now, logprobs = logprobs, ([] if logprobs is not None else None)
+            offset += sum(len(e["token"]) for e in now or [])
+            return now
+
         try:
             if chat:
                 yield {"data": json.dumps(protocol.chat_chunk(rid, model, {"role": "assistant", "content": ""}))}
             while True:
                 kind, value = await events.get()
+                if kind == "logprob":
+                    logprobs.append(value)
+                    continue
                 if kind == "text":
-                    chunk = protocol.chat_chunk(rid, model, {"content": value}) if chat else \
-                        protocol.completion_chunk(rid, model, value)
+                    start = offset
+                    chunk = protocol.chat_chunk(rid, model, {"content": value}, logprobs=taken()) if chat else \
+                        protocol.completion_chunk(rid, model, value, logprobs=taken(), offset=start)
                     yield {"data": json.dumps(chunk)}
                     continue
                 reason = value
@@ -182,8 +206,9 @@ def create_app(engines: dict, guard: Guard, *, max_tokens: int = 1024, max_reque
             if reason.startswith("error"):
                 yield {"data": json.dumps(protocol.error(reason, "server_error"))}
             else:
-                final = protocol.chat_chunk(rid, model, {}, reason) if chat else \
-                    protocol.completion_chunk(rid, model, "", reason)
+                start = offset
+                final = protocol.chat_chunk(rid, model, {}, reason, logprobs=taken()) if chat else \
+                    protocol.completion_chunk(rid, model, "", reason, logprobs=taken(), offset=start)
                 yield {"data": json.dumps(final)}
                 if include_usage:
                     use = protocol.usage(len(request.tokens), request.completion_tokens)

@@ -26,6 +26,7 @@ from ..errors import AirlockError
 class Sampling:
     max_tokens: int = 256
     fit_context: bool = False  # no max_tokens asked: answer up to max_tokens or the context left, whichever is less
+    logprobs: int | None = None  # report each token's log probability and this many alternatives; None: do not
     temperature: float = 0.0  # 0: greedy
     top_p: float = 1.0
     top_k: int = 0
@@ -67,7 +68,7 @@ class _Slot:
 
     def start(self, request: Request) -> None:
         self.request, self.pending, self.pos = request, list(request.tokens), 0
-        self.next_token = None
+        self.next_token, self.logprobs = None, None
         self.bytes, self.text = b"", ""
         self.rng = np.random.default_rng(request.sampling.seed)
 
@@ -76,6 +77,7 @@ class LlamaEngine:
     """A GGUF model served by llama.cpp with `slots` parallel sequences of `ctx_per_slot` tokens each."""
 
     kind = "llama.cpp"
+    reports_logprobs = True
 
     def __init__(self, path: Path, *, slots: int = 8, ctx_per_slot: int = 2048, threads: int | None = None,
                  n_batch: int = 512):
@@ -226,8 +228,22 @@ class LlamaEngine:
             logits = np.ctypeslib.as_array(lc.llama_get_logits_ith(self.ctx, index), shape=(self.n_vocab,))
             self._accept(slot, self._sample(slot, logits))
 
+    def _logprob_entry(self, token: int, piece: bytes, logprobs: np.ndarray, n: int) -> dict:
+        """The chosen token's log probability under the model (before temperature, as OpenAI reports it) and the
+        `n` most likely tokens with theirs, most likely first."""
+        def described(t: int, raw: bytes) -> dict:
+            return {"token": raw.decode("utf-8", "replace"), "bytes": list(raw), "logprob": float(logprobs[t])}
+
+        best = np.argpartition(-logprobs, n)[:n] if n else np.empty(0, dtype=int)
+        best = best[np.argsort(-logprobs[best], kind="stable")]
+        return {**described(token, piece), "top": [described(int(t), self._piece(int(t))) for t in best]}
+
     def _sample(self, slot: _Slot, logits: np.ndarray) -> int:
         s = slot.request.sampling
+        slot.logprobs = None
+        if s.logprobs is not None:  # log-softmax of the raw logits
+            shifted = logits.astype(np.float64) - logits.max()
+            slot.logprobs = shifted - np.log(np.exp(shifted).sum())
         if s.temperature <= 0:
             return int(np.argmax(logits))  # greedy, first maximum: what llama.cpp's greedy sampler picks
         scores = logits.astype(np.float64) / s.temperature
@@ -256,7 +272,10 @@ class LlamaEngine:
         request.completion_tokens += 1
         if request.first_token_at is None:
             request.first_token_at = time.monotonic()
-        slot.bytes += self._piece(token)
+        piece = self._piece(token)
+        if slot.logprobs is not None:
+            request.emit("logprob", self._logprob_entry(token, piece, slot.logprobs, request.sampling.logprobs))
+        slot.bytes += piece
         text = _complete_utf8(slot.bytes)
         slot.bytes = slot.bytes[len(text.encode("utf-8")):]
         if text:

@@ -10,12 +10,11 @@ from .engine import Sampling
 
 COMMON = {"model", "stream", "max_tokens", "temperature", "top_p", "top_k", "seed", "stop", "n", "user",
           "stream_options"}
-CHAT = COMMON | {"messages", "max_completion_tokens"}
-COMPLETION = COMMON | {"prompt"}
+CHAT = COMMON | {"messages", "max_completion_tokens", "logprobs", "top_logprobs"}
+COMPLETION = COMMON | {"prompt", "logprobs"}
 # Fields the API defines that this server does not implement; a request that uses them is refused, never
 # half-served. A neutral value (0, null, false, text) is accepted: clients send the defaults.
-UNSUPPORTED = {"tools": None, "tool_choice": None, "functions": None, "function_call": None, "logprobs": False,
-               "top_logprobs": None, "logit_bias": None, "presence_penalty": 0, "frequency_penalty": 0,
+UNSUPPORTED = {"tools": None, "tool_choice": None, "functions": None, "function_call": None, "logit_bias": None, "presence_penalty": 0, "frequency_penalty": 0,
                "response_format": {"type": "text"}, "echo": False, "best_of": 1, "suffix": None,
                "parallel_tool_calls": None, "modalities": None, "audio": None, "prediction": None,
                "reasoning_effort": None, "service_tier": None, "store": False, "metadata": None}
@@ -51,7 +50,21 @@ def _check_fields(body, allowed: set[str]) -> None:
             raise BadRequest(f"unknown field '{name}'", name)
 
 
-def sampling(body: dict, cap: int) -> Sampling:
+def _logprobs(body: dict, chat: bool) -> int | None:
+    """How many alternatives to report beside each token's log probability; None: no log probabilities. Chat:
+    `logprobs` true with `top_logprobs` 0-20; completions: `logprobs` 0-5 (OpenAI's limits)."""
+    if not chat:
+        return _number(body, "logprobs", None, 0, 5, int)
+    wanted = body.get("logprobs")
+    if wanted not in (None, True, False):
+        raise BadRequest("'logprobs' must be true or false", "logprobs")
+    top = _number(body, "top_logprobs", None, 0, 20, int)
+    if top is not None and not wanted:
+        raise BadRequest("'top_logprobs' needs 'logprobs': true", "top_logprobs")
+    return (top or 0) if wanted else None
+
+
+def sampling(body: dict, cap: int, chat: bool = True) -> Sampling:
     if body.get("n", 1) not in (1, None):
         raise BadRequest("only n=1 is supported", "n")
     # OpenAI's newer name first; 0 or less is an error as OpenAI makes it, never quietly the default
@@ -64,7 +77,7 @@ def sampling(body: dict, cap: int) -> Sampling:
     seed = body.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise BadRequest("'seed' must be an integer", "seed")
-    return Sampling(max_tokens=asked or cap, fit_context=asked is None,
+    return Sampling(max_tokens=asked or cap, fit_context=asked is None, logprobs=_logprobs(body, chat),
                     temperature=_number(body, "temperature", 1.0, 0.0, 2.0),
                     top_p=_number(body, "top_p", 1.0, 1e-6, 1.0), top_k=_number(body, "top_k", 0, 0, 1000, int),
                     seed=seed, stop=stop)
@@ -108,7 +121,7 @@ def completion_request(body, cap: int) -> tuple[str, str, Sampling, bool, bool]:
         prompt = prompt[0]
     if not isinstance(prompt, str):
         raise BadRequest("'prompt' must be a string", "prompt")
-    return _model(body), prompt, sampling(body, cap), _stream(body), _include_usage(body)
+    return _model(body), prompt, sampling(body, cap, chat=False), _stream(body), _include_usage(body)
 
 
 def _model(body: dict) -> str:
@@ -142,32 +155,56 @@ def usage(prompt: int, completion: int) -> dict:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-def chat_response(rid: str, model: str, text: str, finish: str, n_prompt: int, n_completion: int) -> dict:
+def chat_logprobs(entries: list[dict] | None) -> dict | None:
+    """OpenAI's chat shape of the engine's per-token entries ({"token", "bytes", "logprob", "top": [...]})."""
+    if entries is None:
+        return None
+    return {"content": [{"token": e["token"], "logprob": e["logprob"], "bytes": e["bytes"],
+                         "top_logprobs": [{"token": t["token"], "logprob": t["logprob"], "bytes": t["bytes"]}
+                                          for t in e["top"]]} for e in entries], "refusal": None}
+
+
+def completion_logprobs(entries: list[dict] | None, offset: int = 0) -> dict | None:
+    """OpenAI's (legacy) completions shape: parallel lists, and where each token starts in the text."""
+    if entries is None:
+        return None
+    offsets = []
+    for e in entries:
+        offsets.append(offset)
+        offset += len(e["token"])
+    return {"tokens": [e["token"] for e in entries], "token_logprobs": [e["logprob"] for e in entries],
+            "top_logprobs": [{t["token"]: t["logprob"] for t in e["top"]} for e in entries], "text_offset": offsets}
+
+
+def chat_response(rid: str, model: str, text: str, finish: str, n_prompt: int, n_completion: int,
+                  logprobs: list[dict] | None = None) -> dict:
     return {"id": rid, "object": "chat.completion", "created": int(time.time()), "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish,
-                         "logprobs": None}], "usage": usage(n_prompt, n_completion)}
+                         "logprobs": chat_logprobs(logprobs)}], "usage": usage(n_prompt, n_completion)}
 
 
-def chat_chunk(rid: str, model: str, delta: dict, finish: str | None = None, use: dict | None = None) -> dict:
+def chat_chunk(rid: str, model: str, delta: dict, finish: str | None = None, use: dict | None = None,
+               logprobs: list[dict] | None = None) -> dict:
     chunk = {"id": rid, "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
-             "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}] if delta is not None
-             else []}
+             "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": chat_logprobs(logprobs)}]
+             if delta is not None else []}
     if use is not None:
         chunk["usage"] = use
     return chunk
 
 
-def completion_response(rid: str, model: str, text: str, finish: str, n_prompt: int, n_completion: int) -> dict:
+def completion_response(rid: str, model: str, text: str, finish: str, n_prompt: int, n_completion: int,
+                        logprobs: list[dict] | None = None) -> dict:
     return {"id": rid, "object": "text_completion", "created": int(time.time()), "model": model,
-            "choices": [{"index": 0, "text": text, "finish_reason": finish, "logprobs": None}],
-            "usage": usage(n_prompt, n_completion)}
+            "choices": [{"index": 0, "text": text, "finish_reason": finish,
+                         "logprobs": completion_logprobs(logprobs)}], "usage": usage(n_prompt, n_completion)}
 
 
 def completion_chunk(rid: str, model: str, text: str | None, finish: str | None = None,
-                     use: dict | None = None) -> dict:
+                     use: dict | None = None, logprobs: list[dict] | None = None, offset: int = 0) -> dict:
     chunk = {"id": rid, "object": "text_completion", "created": int(time.time()), "model": model,
-             "choices": [{"index": 0, "text": text, "finish_reason": finish, "logprobs": None}]
-             if text is not None else []}
+             "choices": [{"index": 0, "text": text, "finish_reason": finish,
+                          "logprobs": completion_logprobs(logprobs, offset)}] if text is not None else []}
     if use is not None:
         chunk["usage"] = use
     return chunk
