@@ -397,3 +397,56 @@ def test_serve_logprobs_in_openai_shapes(server, embedded_gguf):
 
     assert refused(top_logprobs=3) == (400, "top_logprobs")  # without logprobs: true, as OpenAI
     assert refused(logprobs=True, top_logprobs=21) == (400, "top_logprobs")
+
+
+PERSON = {"type": "object", "additionalProperties": False, "required": ["name", "age", "colours"],
+          "properties": {"name": {"type": "string", "maxLength": 24}, "age": {"type": "integer"},
+                         "colours": {"type": "array", "items": {"enum": ["red", "green", "blue"]}, "maxItems": 3}}}
+
+
+def _valid_person(value) -> bool:
+    """PERSON checked by hand (independent of the grammar converter)."""
+    return (isinstance(value, dict) and set(value) == {"name", "age", "colours"} and isinstance(value["name"], str)
+            and len(value["name"]) <= 24 and isinstance(value["age"], int) and not isinstance(value["age"], bool)
+            and isinstance(value["colours"], list) and len(value["colours"]) <= 3
+            and all(c in ("red", "green", "blue") for c in value["colours"]))
+
+
+def test_serve_response_format_json_object_and_schema(server, embedded_gguf):
+    """response_format through the official client: the answer parses as JSON (json_object) and holds to the
+    schema (json_schema, strict), streamed or not; what the grammar cannot enforce is refused by name."""
+    c, model = client(server), embedded_gguf.stem
+    ask = [{"role": "user", "content": "Describe a person called Ada who likes the sky, as JSON."}]
+    plain = c.chat.completions.create(model=model, messages=ask, temperature=0, max_tokens=40)
+    obj = c.chat.completions.create(model=model, messages=ask, temperature=0, max_tokens=150,
+                                    response_format={"type": "json_object"})
+    assert obj.choices[0].finish_reason == "stop", obj.choices[0].message.content
+    assert isinstance(json.loads(obj.choices[0].message.content), dict)
+    fmt = {"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON, "strict": True}}
+    sampled = c.chat.completions.create(model=model, messages=ask, temperature=1.0, max_tokens=150, seed=7,
+                                        response_format=fmt)  # sampled, not greedy: still valid
+    assert sampled.choices[0].finish_reason == "stop", sampled.choices[0].message.content
+    assert _valid_person(json.loads(sampled.choices[0].message.content)), sampled.choices[0].message.content
+    streamed = c.chat.completions.create(model=model, messages=ask, temperature=0, max_tokens=150,
+                                         response_format=fmt, stream=True)
+    text = "".join(ch.choices[0].delta.content or "" for ch in streamed if ch.choices)
+    assert _valid_person(json.loads(text)) and not _valid_person_text(plain.choices[0].message.content)
+
+    def refused(schema_or_format):
+        body = {"model": model, "messages": ask, "response_format": schema_or_format}
+        r = _status(server, "app1", body)
+        return r.status_code, r.json()["error"]["param"], r.json()["error"]["message"]
+
+    status, param, message = refused({"type": "json_schema", "json_schema": {
+        "name": "n", "schema": {"type": "object", "properties": {"n": {"type": "integer", "minimum": 1}}}}})
+    assert (status, param) == (400, "response_format") and "'minimum'" in message
+    assert refused({"type": "json_schema", "json_schema": {"name": "n", "schema": {
+        "type": "string", "format": "email"}}})[:2] == (400, "response_format")
+    assert refused({"type": "yaml"})[:2] == (400, "response_format")
+
+
+def _valid_person_text(text: str) -> bool:
+    try:
+        return _valid_person(json.loads(text))
+    except ValueError:
+        return False

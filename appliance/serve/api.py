@@ -107,10 +107,11 @@ def create_app(engines: dict, guard: Guard, *, max_tokens: int = 1024, max_reque
             engine = engines.get(model)
             if engine is None:
                 raise Denied(404, f"no model {model!r} here (see GET /v1/models)", "model_not_found")
-            if sampling.logprobs is not None and not (getattr(engine, "proxy", False) or
-                                                      getattr(engine, "reports_logprobs", False)):
-                raise protocol.BadRequest(f"log probabilities are served for GGUF models (llama.cpp); {model!r} is "
-                                          f"served by {engine.kind}", "logprobs")
+            extended = getattr(engine, "proxy", False) or getattr(engine, "extended_sampling", False)
+            for asked, field in ((sampling.logprobs is not None, "logprobs"), (sampling.grammar, "response_format")):
+                if asked and not extended:
+                    raise protocol.BadRequest(f"'{field}' is served for GGUF models (llama.cpp); {model!r} is served "
+                                              f"by {engine.kind}", field)
             text = engine.render(messages)[0] if chat else prompt
             tokens = await run_in_threadpool(engine.tokenize, text)
             guard.admit(key, model, len(tokens))

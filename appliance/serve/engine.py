@@ -27,6 +27,7 @@ class Sampling:
     max_tokens: int = 256
     fit_context: bool = False  # no max_tokens asked: answer up to max_tokens or the context left, whichever is less
     logprobs: int | None = None  # report each token's log probability and this many alternatives; None: do not
+    grammar: str | None = None  # GBNF every answer token must keep to (structured output)
     temperature: float = 0.0  # 0: greedy
     top_p: float = 1.0
     top_k: int = 0
@@ -49,8 +50,8 @@ def budget(request: "Request", context: int) -> None:
 
 @dataclass
 class Request:
-    """One generation; `emit(kind, value)` is called from the engine thread: ("text", str), then ("done", reason)
-    with reason stop | length | cancelled | error."""
+    """One generation; `emit(kind, value)` is called from the engine thread: ("text", str) (each preceded by
+    ("logprob", entry) per token when asked), then ("done", reason) with reason stop | length | cancelled | error."""
 
     tokens: list[int]
     sampling: Sampling
@@ -59,6 +60,7 @@ class Request:
     completion_tokens: int = 0
     queued_at: float = field(default_factory=time.monotonic)
     first_token_at: float | None = None
+    grammar: object = None  # the engine's grammar sampler for sampling.grammar
 
 
 class _Slot:
@@ -68,6 +70,7 @@ class _Slot:
 
     def start(self, request: Request) -> None:
         self.request, self.pending, self.pos = request, list(request.tokens), 0
+        self.grammar = request.grammar  # a llama.cpp grammar sampler made at submit, or None
         self.next_token, self.logprobs = None, None
         self.bytes, self.text = b"", ""
         self.rng = np.random.default_rng(request.sampling.seed)
@@ -77,7 +80,7 @@ class LlamaEngine:
     """A GGUF model served by llama.cpp with `slots` parallel sequences of `ctx_per_slot` tokens each."""
 
     kind = "llama.cpp"
-    reports_logprobs = True
+    extended_sampling = True  # log probabilities and grammars (structured output)
 
     def __init__(self, path: Path, *, slots: int = 8, ctx_per_slot: int = 2048, threads: int | None = None,
                  n_batch: int = 512):
@@ -113,6 +116,7 @@ class LlamaEngine:
         self.n_batch = n_batch
         self.batch = lc.llama_batch_init(n_batch, 0, 1)
         self.slots = [_Slot(i) for i in range(slots)]
+        self._candidates = None  # the token array grammars are applied to (engine thread only)
         self._warm_up()
         self.waiting: queue.Queue[Request] = queue.Queue()
         self.stopping = threading.Event()
@@ -140,6 +144,12 @@ class LlamaEngine:
         if self.stopping.is_set():
             raise AirlockError("the server is shutting down", fix="retry against another server")
         budget(request, self.ctx_per_slot)
+        if request.sampling.grammar:
+            request.grammar = self.lc.llama_sampler_init_grammar(self.vocab, request.sampling.grammar.encode(),
+                                                                 b"root")
+            if not request.grammar:
+                raise AirlockError("llama.cpp could not parse the grammar made from response_format",
+                                   where="response_format", fix="simplify the schema")
         self.waiting.put(request)
 
     def queued(self) -> int:
@@ -185,6 +195,8 @@ class LlamaEngine:
                 except queue.Empty:
                     return
                 if request.cancelled.is_set():
+                    if request.grammar:
+                        self.lc.llama_sampler_free(request.grammar)
                     request.emit("done", "cancelled")
                     continue
                 slot.start(request)
@@ -238,12 +250,42 @@ class LlamaEngine:
         best = best[np.argsort(-logprobs[best], kind="stable")]
         return {**described(token, piece), "top": [described(int(t), self._piece(int(t))) for t in best]}
 
+    def _constrained(self, grammar, logits: np.ndarray) -> np.ndarray:
+        """`logits` with every token the grammar does not allow next set to -inf (llama.cpp's grammar sampler)."""
+        lc = self.lc
+        if self._candidates is None:  # laid out as llama_token_data: id, logit, p
+            self._candidates = np.zeros(self.n_vocab, dtype=[("id", np.int32), ("logit", np.float32),
+                                                             ("p", np.float32)])
+            self._candidates["id"] = np.arange(self.n_vocab)
+        self._candidates["logit"] = logits
+        self._candidates["p"] = 0.0
+        view = lc.llama_token_data_array(data=self._candidates.ctypes.data_as(ctypes.POINTER(lc.llama_token_data)),
+                                         size=self.n_vocab, selected=-1, sorted=False)
+        lc.llama_sampler_apply(grammar, ctypes.byref(view))
+        return self._candidates["logit"].copy()
+
     def _sample(self, slot: _Slot, logits: np.ndarray) -> int:
         s = slot.request.sampling
         slot.logprobs = None
         if s.logprobs is not None:  # log-softmax of the raw logits
             shifted = logits.astype(np.float64) - logits.max()
             slot.logprobs = shifted - np.log(np.exp(shifted).sum())
+        token = self._draw(slot, logits)
+        # the grammar checks the token drawn; only when it refuses is the whole vocabulary masked and the draw
+        # made again (the same distribution as masking first: a refused draw is redrawn among the allowed)
+        if slot.grammar and not self._allowed(slot.grammar, token, logits[token]):
+            token = self._draw(slot, self._constrained(slot.grammar, logits))
+        return token
+
+    def _allowed(self, grammar, token: int, logit: float) -> bool:
+        lc = self.lc
+        one = (lc.llama_token_data * 1)(lc.llama_token_data(token, logit, 0.0))
+        view = lc.llama_token_data_array(data=one, size=1, selected=-1, sorted=False)
+        lc.llama_sampler_apply(grammar, ctypes.byref(view))
+        return one[0].logit != float("-inf")
+
+    def _draw(self, slot: _Slot, logits: np.ndarray) -> int:
+        s = slot.request.sampling
         if s.temperature <= 0:
             return int(np.argmax(logits))  # greedy, first maximum: what llama.cpp's greedy sampler picks
         scores = logits.astype(np.float64) / s.temperature
@@ -272,6 +314,8 @@ class LlamaEngine:
         request.completion_tokens += 1
         if request.first_token_at is None:
             request.first_token_at = time.monotonic()
+        if slot.grammar:
+            self.lc.llama_sampler_accept(slot.grammar, token)
         piece = self._piece(token)
         if slot.logprobs is not None:
             request.emit("logprob", self._logprob_entry(token, piece, slot.logprobs, request.sampling.logprobs))
@@ -309,6 +353,9 @@ class LlamaEngine:
         if reason in ("length", "stop") and slot.text:  # held back for a stop string that never came
             request.emit("text", slot.text)
         self.lc.llama_memory_seq_rm(self.memory, slot.seq, -1, -1)
+        if slot.grammar:
+            self.lc.llama_sampler_free(slot.grammar)
+            slot.grammar = None
         slot.request = None
         self.busy -= 1
         request.emit("done", reason if not message else f"error: {message}")

@@ -10,12 +10,12 @@ from .engine import Sampling
 
 COMMON = {"model", "stream", "max_tokens", "temperature", "top_p", "top_k", "seed", "stop", "n", "user",
           "stream_options"}
-CHAT = COMMON | {"messages", "max_completion_tokens", "logprobs", "top_logprobs"}
+CHAT = COMMON | {"messages", "max_completion_tokens", "logprobs", "top_logprobs", "response_format"}
 COMPLETION = COMMON | {"prompt", "logprobs"}
 # Fields the API defines that this server does not implement; a request that uses them is refused, never
 # half-served. A neutral value (0, null, false, text) is accepted: clients send the defaults.
 UNSUPPORTED = {"tools": None, "tool_choice": None, "functions": None, "function_call": None, "logit_bias": None, "presence_penalty": 0, "frequency_penalty": 0,
-               "response_format": {"type": "text"}, "echo": False, "best_of": 1, "suffix": None,
+               "echo": False, "best_of": 1, "suffix": None,
                "parallel_tool_calls": None, "modalities": None, "audio": None, "prediction": None,
                "reasoning_effort": None, "service_tier": None, "store": False, "metadata": None}
 
@@ -77,7 +77,10 @@ def sampling(body: dict, cap: int, chat: bool = True) -> Sampling:
     seed = body.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise BadRequest("'seed' must be an integer", "seed")
+    from .structured import grammar
+
     return Sampling(max_tokens=asked or cap, fit_context=asked is None, logprobs=_logprobs(body, chat),
+                    grammar=grammar(body.get("response_format")),
                     temperature=_number(body, "temperature", 1.0, 0.0, 2.0),
                     top_p=_number(body, "top_p", 1.0, 1e-6, 1.0), top_k=_number(body, "top_k", 0, 0, 1000, int),
                     seed=seed, stop=stop)
