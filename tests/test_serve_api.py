@@ -450,3 +450,26 @@ def _valid_person_text(text: str) -> bool:
         return _valid_person(json.loads(text))
     except ValueError:
         return False
+
+
+def test_serve_body_cap_holds_for_a_chunked_body(server):
+    """A chunked body (no Content-Length) is cut at the cap while it is read: 413, and the server does not hold
+    what the client keeps sending (its memory stays where it was)."""
+    def rss_mb() -> float:
+        status = Path(f"/proc/{server.proc.pid}/status").read_text()
+        return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS"))) / 1024
+
+    def body(total_mb: int):
+        piece = b"x" * (1 << 20)
+        for _ in range(total_mb):
+            yield piece
+
+    before = rss_mb()
+    headers = {"Authorization": f"Bearer {server.keys['app1']}", "Content-Type": "application/json"}
+    try:
+        answer = httpx.post(f"{server.url}/v1/chat/completions", content=body(200), headers=headers, timeout=60)
+        assert answer.status_code == 413, answer.text
+    except (httpx.WriteError, httpx.RemoteProtocolError, httpx.ReadError):
+        pass  # the server answered and closed while the client was still sending: also a refusal
+    assert rss_mb() - before < 50, (before, rss_mb())
+    assert _status(server, "app1").status_code == 200  # and it still serves

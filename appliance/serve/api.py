@@ -39,10 +39,18 @@ def create_app(engines: dict, guard: Guard, *, max_tokens: int = 1024, max_reque
         return JSONResponse(protocol.error(message, kind, param), status_code=status, headers=headers)
 
     async def read_json(request: HttpRequest):
-        size = int(request.headers.get("content-length") or 0)
-        body = await request.body() if size <= max_request_bytes else b""
-        if size > max_request_bytes or len(body) > max_request_bytes:
-            raise Denied(413, f"the request is larger than {max_request_bytes} bytes", "request_too_large")
+        too_large = Denied(413, f"the request is larger than {max_request_bytes} bytes", "request_too_large")
+        declared = request.headers.get("content-length")
+        if declared and (not declared.isdigit() or int(declared) > max_request_bytes):
+            raise too_large
+        # read piece by piece and stop at the cap: a chunked body declares no length, and reading it whole first
+        # would hold any amount a client sends in memory
+        body, size = bytearray(), 0
+        async for piece in request.stream():
+            size += len(piece)
+            if size > max_request_bytes:
+                raise too_large
+            body += piece
         try:
             return json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
