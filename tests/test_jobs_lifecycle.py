@@ -138,3 +138,35 @@ def test_jobs_cli_list_show_logs_stop():
     assert "stopped" in stopped and job.status()["state"] == "stopped"
     missing = subprocess.run(airlock_argv("jobs", "show", "nope-nope"), capture_output=True, text=True)
     assert missing.returncode != 0 and "no job" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_jobs_rm_deletes_finished_jobs_and_names_what_has_outputs(airlock_home):
+    from appliance.registry import artifacts, audit_log, record
+
+    trial = _new(steps=1, name="trial")
+    jobs.start_detached(trial)
+    _wait(lambda: trial.status()["state"] == "completed", "completion")
+    result = _new(steps=1, name="result")
+    (result.path / "adapter").mkdir()
+    (result.path / "adapter" / "adapter_model.safetensors").write_bytes(b"weights")
+    record("adapter", "result-adapter", result.path / "adapter")
+    running = _new(steps=10_000, sleep=0.05, name="busy")
+    jobs.start_detached(running)
+    _wait(lambda: running.metrics(), "the first step")
+
+    def rm(*args):
+        return subprocess.run(airlock_argv("jobs", "rm", *args), capture_output=True, text=True)
+
+    busy = rm("busy")
+    assert busy.returncode == 2 and "airlock jobs stop" in busy.stderr and running.path.is_dir()
+    kept = rm("result")
+    assert kept.returncode == 2 and "--with-outputs" in kept.stderr and "adapter" in kept.stderr
+    assert result.path.is_dir() and "result-adapter" in artifacts()
+    assert rm("nope-nope").returncode == 2
+    assert rm("trial").returncode == 0 and not trial.path.exists()
+    gone = rm("result", "--with-outputs")
+    assert gone.returncode == 0 and "result-adapter" in gone.stdout, gone.stderr
+    assert not result.path.exists() and "result-adapter" not in artifacts()
+    assert {e["job"] for e in audit_log() if e["action"] == "job-remove"} == {trial.id, result.id}
+    assert [j.id for j in jobs.list_jobs("count") if j.info.get("name") in ("trial", "result")] == []
+    jobs.stop(running, grace_s=30)

@@ -1,4 +1,4 @@
-"""`airlock jobs list|show JOB|logs JOB [-f]|stop JOB`: look at and control jobs (training, export, install)."""
+"""`airlock jobs list|show JOB|logs JOB [-f]|stop JOB|rm JOB`: look at and control jobs (training, export, install)."""
 
 import json
 
@@ -6,7 +6,7 @@ from .. import sources
 
 
 def register(sub) -> None:
-    p = sub.add_parser("jobs", help="list, inspect, follow and stop jobs")
+    p = sub.add_parser("jobs", help="list, inspect, follow, stop and remove jobs")
     jsub = p.add_subparsers(title="actions", metavar="ACTION", required=True)
     a = jsub.add_parser("list", help="all jobs with their state")
     a.add_argument("--kind", help="only jobs of this kind (train, export, ...)")
@@ -24,6 +24,11 @@ def register(sub) -> None:
     a.add_argument("job")
     a.add_argument("--grace", type=float, default=120.0, help="seconds to wait before SIGKILL (default 120)")
     a.set_defaults(func=stop, offline=True)
+    a = jsub.add_parser("rm", help="delete jobs that are not running (a job with outputs needs --with-outputs)")
+    a.add_argument("job", nargs="+", help="job ids, unique id prefixes or names")
+    a.add_argument("--with-outputs", action="store_true",
+                   help="also delete the adapters, merged models or GGUF files the jobs hold")
+    a.set_defaults(func=rm, offline=True)
 
 
 def list_(args) -> int:
@@ -87,4 +92,16 @@ def stop(args) -> int:
     job = find_job(args.job)
     st = stop_job(job, grace_s=args.grace)
     print(f"job {job.id}: {st['state']} - {st.get('message', '')}")
+    return 0
+
+
+def rm(args) -> int:
+    from ..jobs import find_job, remove
+
+    found = [find_job(ref) for ref in args.job]  # every name resolves before anything is deleted
+    for job in found:
+        removed = remove(job, with_outputs=args.with_outputs)
+        extra = f"; outputs {', '.join(removed['outputs'])}" if removed["outputs"] else ""
+        extra += f"; withdrawn from the registry: {', '.join(removed['artifacts'])}" if removed["artifacts"] else ""
+        print(f"removed job {job.id} ({removed['kind']}, {removed['state']}){extra}")
     return 0
