@@ -34,6 +34,21 @@ def pytest_configure(config):
     config._airlock_home = home
 
 
+# The longest test files, longest first: run first, they leave the short ones to fill the end of the run on both
+# workers (xdist hands out whole files in collection order), instead of one worker finishing a long file alone.
+LONGEST_FIRST = ("test_bundle_attacks.py", "test_appliance_bundle.py", "test_gpu_dry_run.py", "test_tui_workflows.py",
+                 "test_twin.py", "test_bundle_python_targets.py", "test_jobs_operator.py", "test_operator_outputs.py",
+                 "test_train_distributed.py", "test_install_roundtrip.py", "test_chat_cli.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item):
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: within a file, and among the rest, the order stays
+
+
 def pytest_unconfigure(config):
     home = getattr(config, "_airlock_home", None)
     if home:

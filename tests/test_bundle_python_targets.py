@@ -32,7 +32,9 @@ def plan(*sets: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, env=env, timeout=900)
 
 
-@pytest.mark.parametrize("python, glibc", [("3.11", "2.28"), ("3.12", "2.28"), ("3.13", "2.28"), ("3.12", "2.34")])
+# every Python at the oldest glibc (a newer glibc only admits more wheels); 3.12 at 2.35 is bundler/examples/
+# appliance-cuda13.yaml, built and installed with Python 3.12 (README, "CUDA hosts")
+@pytest.mark.parametrize("python, glibc", [("3.11", "2.28"), ("3.12", "2.28"), ("3.13", "2.28")])
 def test_target_stack_resolves_for_each_python_and_glibc(python, glibc):
     run = plan(f'target.python="{python}"', f'target.glibc="{glibc}"', "target.accelerator=cuda13", "wheels.find_links=[]",
                'target.cuda_architectures="80;90"')

@@ -238,3 +238,28 @@ def test_appliance_spec_needs_an_env(tmp_path):
     with pytest.raises(AirlockError, match="carries its own Python env") as err:
         schema.build(BundleSpec, {"name": "a", "version": "1.0", "appliance": True})
     assert "wheelhouse" in err.value.fix
+
+
+def test_a_stopped_llama_cpp_build_resumes_in_the_same_tree(tmp_path):
+    """The source and build trees of a target's llama.cpp build are kept until its wheel exists: a second start
+    (after a stop, a crash, a reboot: the CUDA build takes hours on a small machine) gets the same trees, with what
+    was compiled; a tree left half-unpacked is made again."""
+    import tarfile
+
+    from bundler import tools
+
+    src = tmp_path / "pkg-1.0"
+    src.mkdir()
+    (src / "pyproject.toml").write_text("[project]\nname = 'pkg'\n")
+    sdist = tmp_path / "pkg-1.0.tar.gz"
+    with tarfile.open(sdist, "w:gz") as tar:
+        tar.add(src, arcname="pkg-1.0")
+    said = []
+    source, build = tools._resumable_tree(sdist, tmp_path / "kept", log=said.append)
+    assert (source / "pyproject.toml").is_file() and build.is_dir() and not said
+    (build / "compiled.o").write_bytes(b"object")
+    again = tools._resumable_tree(sdist, tmp_path / "kept", log=said.append)
+    assert again == (source, build) and (build / "compiled.o").is_file() and "resuming" in said[0]
+    (source / "pyproject.toml").unlink()  # as if unpacking had been cut short
+    fresh_source, fresh_build = tools._resumable_tree(sdist, tmp_path / "kept", log=said.append)
+    assert (fresh_source / "pyproject.toml").is_file() and not (fresh_build / "compiled.o").exists()
