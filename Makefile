@@ -10,8 +10,9 @@ TORCH_SPEC     ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 SYSTEM_TOOLS   := tmux minisign unshare go
 # Two test processes, a test file each (the tests wait on subprocesses, imports and tmux a good part of the time):
-# the suite takes about three quarters of the time of one process on 2 cores. PYTEST_ARGS= runs it in one.
-PYTEST_ARGS    ?= -n 2 --dist loadfile
+# the suite takes about three quarters of the time of one process on 2 cores. PYTEST_ARGS= runs it in one. Files
+# start in the order tests/conftest.py gives (the longest first), not xdist's (the most tests first).
+PYTEST_ARGS    ?= -n 2 --dist loadfile --no-loadscope-reorder
 # Wheels set-up obtains are kept in .airlock/wheels, where appliance bundles (make demo) take them from: torch's CPU
 # build, and llama-cpp-python, which has no wheel on the registry and is built once from its sdist: portable
 # (-DGGML_NATIVE=OFF: AVX2/FMA/F16C, any x86-64 CPU since 2013; a native build crashed on an AVX-512/AMX CPU here)

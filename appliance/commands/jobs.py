@@ -96,7 +96,8 @@ def stop(args) -> int:
 
 
 def rm(args) -> int:
-    from ..jobs import find_job, remove
+    from ..job_removal import remove
+    from ..jobs import find_job
 
     found = [find_job(ref) for ref in args.job]  # every name resolves before anything is deleted
     for job in found:

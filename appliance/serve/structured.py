@@ -6,7 +6,7 @@ name rather than dropped, so an answer is never "valid" against a weaker schema 
 
 import json
 
-from .protocol import BadRequest
+from ..errors import AirlockError
 
 # What the converter enforces; annotations that constrain nothing are accepted as well.
 ENFORCED = {"type", "properties", "required", "additionalProperties", "items", "prefixItems", "minItems", "maxItems",
@@ -15,6 +15,13 @@ ENFORCED = {"type", "properties", "required", "additionalProperties", "items", "
 ANNOTATIONS = {"title", "description", "$schema", "$id", "$comment", "default", "examples"}
 FORMATS = {"date", "time", "date-time"}
 WHERE = "response_format"
+
+
+class Refused(AirlockError):
+    """A response_format the server cannot hold answers to: a 400 naming the field (its `where`)."""
+
+    def __init__(self, message: str):
+        super().__init__(message, where=WHERE)
 
 
 def grammar(response_format) -> str | None:
@@ -31,18 +38,17 @@ def grammar(response_format) -> str | None:
     if kind == "json_schema" and isinstance(response_format.get("json_schema"), dict):
         spec = response_format["json_schema"]
         if extra := set(spec) - {"name", "schema", "strict", "description"}:
-            raise BadRequest(f"response_format.json_schema: '{sorted(extra)[0]}' is not supported", WHERE)
+            raise Refused(f"response_format.json_schema: '{sorted(extra)[0]}' is not supported")
         schema = spec.get("schema")
         if not isinstance(schema, dict):
-            raise BadRequest("response_format.json_schema.schema must be a JSON schema object", WHERE)
+            raise Refused("response_format.json_schema.schema must be a JSON schema object")
         check_schema(schema, "schema")
         try:
             return json_schema_to_gbnf(json.dumps(schema))
         except (ValueError, KeyError, AssertionError, RecursionError) as exc:
-            raise BadRequest(f"response_format.json_schema: the schema cannot be turned into a grammar ({exc})",
-                             WHERE) from None
-    raise BadRequest("response_format must be {\"type\": \"text\"}, {\"type\": \"json_object\"} or {\"type\": "
-                     "\"json_schema\", \"json_schema\": {\"name\": ..., \"schema\": {...}}}", WHERE)
+            raise Refused(f"response_format.json_schema: the schema cannot be turned into a grammar ({exc})") from None
+    raise Refused("response_format must be {\"type\": \"text\"}, {\"type\": \"json_object\"} or {\"type\": "
+                  "\"json_schema\", \"json_schema\": {\"name\": ..., \"schema\": {...}}}")
 
 
 def check_schema(node, path: str) -> None:
@@ -55,11 +61,11 @@ def check_schema(node, path: str) -> None:
         return
     for key, value in node.items():
         if key not in ENFORCED | ANNOTATIONS:
-            raise BadRequest(f"response_format.json_schema: '{key}' at {path} cannot be enforced by the grammar; "
-                             "leave it out or check it after the answer", WHERE)
+            raise Refused(f"response_format.json_schema: '{key}' at {path} cannot be enforced by the grammar; "
+                          "leave it out or check it after the answer")
         if key == "format" and value not in FORMATS:
-            raise BadRequest(f"response_format.json_schema: format {value!r} at {path} cannot be enforced (only "
-                             f"{', '.join(sorted(FORMATS))})", WHERE)
+            raise Refused(f"response_format.json_schema: format {value!r} at {path} cannot be enforced (only "
+                          f"{', '.join(sorted(FORMATS))})")
         if key in ("properties", "$defs", "definitions") and isinstance(value, dict):
             for name, sub in value.items():
                 check_schema(sub, f"{path}.{key}.{name}")
