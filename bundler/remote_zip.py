@@ -6,13 +6,17 @@ read the same way from disk.
 """
 
 import io
+import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from appliance.errors import AirlockError
+
 READ_AHEAD = 1 << 16  # most central directories fit in one request
+ATTEMPTS = 4  # a registry CDN drops the odd TLS handshake or answers 5xx for a moment; a wheel's size is worth a retry
 
 
 @dataclass(frozen=True)
@@ -27,8 +31,7 @@ class RangeFile(io.RawIOBase):
 
     def __init__(self, client, url: str):
         self.client, self.url, self.pos = client, url, 0
-        head = client.head(url)
-        head.raise_for_status()
+        head = _request(client, "HEAD", url)
         self.length = int(head.headers["content-length"])
         self._buf_start, self._buf = 0, b""
 
@@ -52,14 +55,32 @@ class RangeFile(io.RawIOBase):
         if not (self._buf_start <= self.pos and end <= self._buf_start + len(self._buf)):
             start = max(0, min(self.pos, end - READ_AHEAD))
             stop = max(end, min(self.length, start + READ_AHEAD))
-            answer = self.client.get(self.url, headers={"Range": f"bytes={start}-{stop - 1}"})
-            answer.raise_for_status()
+            answer = _request(self.client, "GET", self.url, headers={"Range": f"bytes={start}-{stop - 1}"})
             if answer.status_code != 206:
                 raise OSError(f"{self.url}: the server ignores range requests")
             self._buf_start, self._buf = start, answer.content
         data = self._buf[self.pos - self._buf_start:end - self._buf_start]
         self.pos += len(data)
         return data
+
+
+def _request(client, method: str, url: str, **kwargs):
+    """One request, retried with backoff on transport errors and 5xx answers; the last failure is raised."""
+    import httpx
+
+    for attempt in range(ATTEMPTS):
+        try:
+            answer = client.request(method, url, **kwargs)
+            if answer.status_code < 500:
+                answer.raise_for_status()
+                return answer
+            failure: Exception = httpx.HTTPStatusError(f"{answer.status_code} from the server", request=answer.request,
+                                                       response=answer)
+        except httpx.TransportError as exc:
+            failure = exc
+        if attempt + 1 < ATTEMPTS:
+            time.sleep(0.5 * 2 ** attempt)
+    raise failure
 
 
 def _sizes_of(fileobj, length: int) -> ZipSizes:
@@ -81,8 +102,18 @@ def zip_sizes(url: str, client=None) -> ZipSizes:
 
 
 def wheel_sizes(urls: list[str], workers: int = 8) -> dict[str, ZipSizes]:
-    """{url: ZipSizes} for many wheels, fetched in parallel (pip's proxy settings apply through the environment)."""
+    """{url: ZipSizes} for many wheels, fetched in parallel (pip's proxy settings apply through the environment).
+    A wheel the registry will not describe after the retries ends the plan with a clear error naming it."""
     import httpx
 
+    def sizes(url):
+        try:
+            return zip_sizes(url, client)
+        except (httpx.HTTPError, OSError, zipfile.BadZipFile) as exc:
+            raise AirlockError(f"could not read the size of {url.rsplit('/', 1)[-1]} from the package registry "
+                               f"({exc})", where=url, code="bundle.registry",
+                               fix="check the connection to the registry (or pip's proxy settings) and run the "
+                                   "command again") from None
+
     with httpx.Client(follow_redirects=True, timeout=60) as client, ThreadPoolExecutor(workers) as pool:
-        return dict(zip(urls, pool.map(lambda u: zip_sizes(u, client), urls)))
+        return dict(zip(urls, pool.map(sizes, urls)))
