@@ -16,12 +16,13 @@ PYTEST_ARGS    ?= -n 2 --dist loadfile --no-loadscope-reorder
 # Wheels set-up obtains are kept in .airlock/wheels, where appliance bundles (make demo) take them from: torch's CPU
 # build, and llama-cpp-python, which has no wheel on the registry and is built once from its sdist: portable
 # (-DGGML_NATIVE=OFF: AVX2/FMA/F16C, any x86-64 CPU since 2013; a native build crashed on an AVX-512/AMX CPU here)
-# and without OpenSSL (the appliance never downloads).
+# and without OpenSSL (the appliance never downloads) or the multimodal library mtmd (never loaded; a third of
+# the build).
 SETUP_WHEELS     := .airlock/wheels
 # olah, the self-hosted Hugging Face hub mirror sites run, in a venv of its own (its fastapi-utils pins psutil<6;
 # the stack pins 7): the hub tests serve tiny model repos through it to the real huggingface_hub client.
 HUB_MIRROR       := .airlock/hub-mirror
-LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAMA_OPENSSL=OFF
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAMA_OPENSSL=OFF -DLLAVA_BUILD=OFF
 
 .PHONY: setup system-tools test demo bench cuda-bundle clean help
 

@@ -211,18 +211,23 @@ def check_gguf(path: Path) -> None:
             raise AirlockError("not a GGUF file (bad magic)", where=str(path), fix="point at a .gguf written by an export")
 
 
-def _render_gguf_template(llm, messages) -> str:
-    from .llamacpp import llama_cpp
-
-    Jinja2ChatFormatter = llama_cpp().llama_chat_format.Jinja2ChatFormatter
-
+def _render_gguf_template(llm, messages, tools=None, add_generation_prompt: bool = True) -> str:
     template = llm.metadata.get("tokenizer.chat_template")
     if not template:  # llama-cpp-python falls back to a generic format; approximate its size
         return "\n".join(f"{m['role']}: {m['content']}" for m in messages) + "\nassistant:"
     eos = llm.detokenize([llm.token_eos()]).decode("utf-8", "replace")
     bos = llm.detokenize([llm.token_bos()]).decode("utf-8", "replace") if llm.token_bos() >= 0 else ""
-    formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
-    return formatter(messages=messages).prompt
+    return render_template(template, messages, tools, add_generation_prompt, bos=bos, eos=eos)
+
+
+def render_template(template: str, messages, tools=None, add_generation_prompt: bool = True, *, bos: str = "",
+                    eos: str = "") -> str:
+    """A chat template rendered the way transformers renders it (llama-cpp-python's formatter keeps to it)."""
+    from .llamacpp import llama_cpp
+
+    formatter = llama_cpp().llama_chat_format.Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos,
+                                                                    add_generation_prompt=add_generation_prompt)
+    return formatter(messages=messages, tools=tools).prompt
 
 
 def open_session(model: str | Path, *, n_ctx: int | None = None, threads: int | None = None,

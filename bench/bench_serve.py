@@ -38,10 +38,12 @@ def _gguf(work: Path) -> Path:
     return convert_model(ensure_default_model(), work / "smollm2-q8_0.gguf", "q8_0")
 
 
-def _start(argv: list[str], port: int) -> subprocess.Popen:
+def _start(argv: list[str], port: int, home: Path) -> subprocess.Popen:
+    """A server started with its keys and audit log in the bench's own AIRLOCK_HOME; returns once it answers."""
     import httpx
 
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=dict(os.environ, AIRLOCK_HOME=str(home)))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
@@ -88,7 +90,6 @@ def run(quick: bool = False) -> list[dict]:
     threads = default_threads()
     work = Path(tempfile.mkdtemp(prefix="airlock-bench-serve-"))
     gguf = _gguf(work)
-    os.environ["AIRLOCK_HOME"] = str(work / "home")  # our server's keys and audit log stay in the bench's dir
     samples = {side: {n: {"tps": [], "ttft": []} for n in levels} for side in ("ours", "peer")}
     for _ in range(rounds):
         for side in ("ours", "peer"):
@@ -103,7 +104,7 @@ def run(quick: bool = False) -> list[dict]:
                 argv = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--port", str(port),
                         "--n_threads", str(threads), "--n_ctx", "2048", "--interrupt_requests", "False"]
                 model = str(gguf)
-            proc = _start(argv, port)
+            proc = _start(argv, port, work / "home")
             try:
                 for n in levels:
                     tps, ttfts = asyncio.run(_clients(f"http://127.0.0.1:{port}", model, n, per_client))

@@ -3,7 +3,8 @@ a llama-cpp-python wheel for the target, made self-contained.
 
 The wheel is the one `make setup` built (<home>/wheels), a file the spec names, or one built here (about 7
 minutes on 2 cores). Builds use portable CPU flags (-DGGML_NATIVE=OFF: the default -march=native would crash on
-an older CPU at the site) without OpenSSL (the appliance never downloads), and -DGGML_CUDA=on with the target's
+an older CPU at the site) without OpenSSL (the appliance never downloads) nor the multimodal library (mtmd:
+never loaded), and -DGGML_CUDA=on with the target's
 CMAKE_CUDA_ARCHITECTURES for a CUDA host, compiled with the CUDA toolchain bundler.cuda provides (for cuda13:
 NVIDIA's compiler and library wheels from the registry, no toolkit needed here). --no-cache-dir matters: pip's wheel cache ignores CMAKE_ARGS and would
 hand back a native build made earlier.
@@ -34,7 +35,7 @@ REPRODUCIBLE_EPOCH = "315532800"  # 1980-01-01, the earliest time a zip can reco
 # What a llama-cpp-python 0.3.36 wheel built here weighs once slimmed and repaired, for `bundle plan` before a
 # build: the portable CPU build measured by make setup; the CUDA build (sm_80 + sm_90) an upper estimate: 105 of
 # its 144 CUDA objects weighed 62 MiB, about 112 MiB for all, plus the CPU libraries (README, "CUDA hosts").
-BUILT_WHEEL_BYTES = {"cpu": 9_328_643, "cuda": 128 << 20}
+BUILT_WHEEL_BYTES = {"cpu": 7_223_533, "cuda": 128 << 20}
 CUDA_LIBS = ("libcuda.so.1", "libcudart.so.*", "libcublas.so.*", "libcublasLt.so.*")
 
 
@@ -47,7 +48,8 @@ def cmake_args(target: Target, zig: bool = False) -> str:
     """CMake flags of the llama-cpp-python build for `target`. CUDA: the target's GPU architectures, and no direct
     link to the driver (GGML_CUDA_NO_VMM): the binding then loads on a host without one, where llama.cpp runs on
     the CPU, and at a GPU host the driver is found at run time. `zig`: built for an older glibc (bundler.zig)."""
-    args = ["-DGGML_NATIVE=OFF", "-DLLAMA_OPENSSL=OFF"]
+    # LLAVA_BUILD=OFF: mtmd (images and audio) is never loaded by the appliance, and is a third of the CPU objects
+    args = ["-DGGML_NATIVE=OFF", "-DLLAMA_OPENSSL=OFF", "-DLLAVA_BUILD=OFF"]
     if zig:
         args.append("-DGGML_OPENMP=OFF")  # zig has no OpenMP runtime: ggml's own thread pool
     if target.accelerator.startswith("cuda"):

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -132,3 +133,20 @@ def tmpfs(mount: Path, options: str):
         yield mount
     finally:
         subprocess.run(["umount", "--lazy", str(mount)], check=False)
+
+
+@pytest.fixture(scope="session")
+def llama_cpp_templates(tmp_path_factory) -> Path | None:
+    """llama.cpp's models/templates from the pinned sdist `make setup` downloaded, or None when it is not there."""
+    from appliance.tools import LLAMA_CPP_PYTHON as PIN
+
+    sdist = SETUP_HOME / "downloads" / PIN.filename
+    if not sdist.is_file():
+        return None
+    out = tmp_path_factory.mktemp("templates")
+    prefix = f"{PIN.filename.removesuffix('.tar.gz')}/vendor/llama.cpp/models/templates/"
+    with tarfile.open(sdist) as tar:
+        for member in tar.getmembers():
+            if member.name.startswith(prefix) and member.name.endswith(".jinja") and member.isfile():
+                (out / Path(member.name).name).write_bytes(tar.extractfile(member).read())
+    return out

@@ -158,7 +158,7 @@ def test_a_compiled_sdist_is_refused_naming_it(tmp_path):
 def test_llama_cpp_build_flags_follow_the_target():
     from bundler import tools
 
-    assert tools.cmake_args(Target()) == "-DGGML_NATIVE=OFF -DLLAMA_OPENSSL=OFF"
+    assert tools.cmake_args(Target()) == "-DGGML_NATIVE=OFF -DLLAMA_OPENSSL=OFF -DLLAVA_BUILD=OFF"
     args = tools.cmake_args(Target(accelerator="cuda13", cuda_architectures="80;90"))
     assert "-DGGML_CUDA=on" in args and "-DCMAKE_CUDA_ARCHITECTURES=80;90" in args
     assert "-DGGML_CUDA_NO_VMM=ON" in args  # no direct link to the driver: the binding loads on a host without one

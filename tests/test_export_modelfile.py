@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import subprocess
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -146,23 +145,6 @@ def go_judge(tmp_path_factory):
         return json.loads(proc.stdout)
 
     return render
-
-
-@pytest.fixture(scope="session")
-def llama_cpp_templates(tmp_path_factory) -> Path | None:
-    """llama.cpp's models/templates from the pinned sdist `make setup` downloaded, or None when it is not there."""
-    from appliance.tools import LLAMA_CPP_PYTHON as PIN
-
-    sdist = SETUP_HOME / "downloads" / PIN.filename
-    if not sdist.is_file():
-        return None
-    out = tmp_path_factory.mktemp("templates")
-    prefix = f"{PIN.filename.removesuffix('.tar.gz')}/vendor/llama.cpp/models/templates/"
-    with tarfile.open(sdist) as tar:
-        for member in tar.getmembers():
-            if member.name.startswith(prefix) and member.name.endswith(".jinja") and member.isfile():
-                (out / Path(member.name).name).write_bytes(tar.extractfile(member).read())
-    return out
 
 
 def _tokenizer_for(card, tiny_model: Path, templates: Path | None):

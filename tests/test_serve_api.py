@@ -31,14 +31,19 @@ def free_port() -> int:
 class Server:
     """`airlock serve` in its own AIRLOCK_HOME, with named keys made by the CLI."""
 
-    def __init__(self, home: Path, models: list, *args, keys: dict | None = None):
+    def __init__(self, home: Path, models: list, *args, keys: dict | None = None, open_files: int | None = None):
         self.home, self.port = home, free_port()
         self.env = dict(os.environ, AIRLOCK_HOME=str(home), AIRLOCK_NET_GUARD_LOG=str(home / "net-guard.log"))
         self.keys = {name: self.cli("keys", "api", "create", "--name", name, *flags).stdout.splitlines()[0]
                      for name, flags in (keys or {}).items()}
         self.log = open(home / "server.log", "w")
+        def limit():  # the process's file limit (ulimit -n), as a site's may be
+            import resource
+            resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
+
         self.proc = subprocess.Popen(airlock_argv("serve", *models, "--port", self.port, *args), env=self.env,
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+                                     stdout=self.log, stderr=subprocess.STDOUT,
+                                     preexec_fn=limit if open_files else None)
         self.url = f"http://127.0.0.1:{self.port}"
         wait_for(self.healthy, "the server to answer /health", timeout=120)
 
@@ -83,6 +88,7 @@ def embedded_gguf(tmp_path_factory) -> Path:
 def server(embedded_gguf, tmp_path_factory):
     home = tmp_path_factory.mktemp("serve-home")
     s = Server(home, [embedded_gguf], "--parallel", "2", "--ctx", "1024", "--max-tokens", "256",
+               "--embeddings", embedded_gguf,
                keys={"app1": [], "slow": ["--rpm", "2"], "small": ["--quota-tokens", "40"],
                      "old": ["--expires", "2020-01-01"], "other": ["--models", "some-other-model"],
                      "gone": [], "ops": ["--admin"]})
@@ -142,9 +148,15 @@ def test_serve_auth_statuses(server):
     small = [_status(server, "small") for _ in range(4)]
     assert small[-1].status_code == 429 and "quota" in small[-1].json()["error"]["message"]
     assert _status(server, "app1", {"model": "nope", "messages": [{"role": "user", "content": "x"}]}).status_code == 404
-    unsupported = _status(server, "app1", {"model": "smollm2-q8_0", "messages": [{"role": "user", "content": "x"}],
-                                           "tools": [{"type": "function"}]})
-    assert unsupported.status_code == 400 and "'tools' is not supported" in unsupported.json()["error"]["message"]
+    # SmolLM2-135M's chat template never mentions tools: refused by name, never answered without them
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    no_tools = _status(server, "app1", {"model": "smollm2-q8_0", "messages": [{"role": "user", "content": "x"}],
+                                        "tools": [tool]})
+    assert no_tools.status_code == 400 and no_tools.json()["error"]["param"] == "tools"
+    assert "never mentions tools" in no_tools.json()["error"]["message"]
+    old_name = _status(server, "app1", {"model": "smollm2-q8_0", "messages": [{"role": "user", "content": "x"}],
+                                        "functions": [tool["function"]]})
+    assert old_name.status_code == 400 and "use 'tools'" in old_name.json()["error"]["message"]
     big = httpx.post(f"{server.url}/v1/chat/completions", content=b"x" * (2 << 20), timeout=30,
                      headers={"Authorization": f"Bearer {server.keys['app1']}", "Content-Type": "application/json"})
     assert big.status_code == 413
@@ -268,19 +280,73 @@ async def _client_run(url, key, n, results):
                 results.append((key, r.status_code, "whole", r.json().get("usage"), True))
 
 
+def _rss_kib(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1])
+
+
+async def _slow_socket(port: int, closed: list) -> None:
+    """A client that opens a request and sends its headers a byte a second (slowloris): the server must close it."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n")
+    try:
+        for _ in range(60):
+            await writer.drain()
+            if await asyncio.wait_for(reader.read(1024), 1.0) is not None:
+                break  # the server answered (408) or closed the connection (b"")
+    except asyncio.TimeoutError:
+        pass
+    except (ConnectionError, OSError):
+        pass
+    else:
+        closed.append(True)
+    writer.close()
+
+
+async def _huge_chunked_body(url: str, key: str, sent: list) -> int:
+    """One client streaming a 1 GB chunked body: refused at the cap, long before the gigabyte."""
+    async def chunks():
+        block = b" " * (1 << 20)
+        for _ in range(1024):
+            sent[0] += len(block)
+            yield block
+    async with httpx.AsyncClient(timeout=120, headers={"Authorization": f"Bearer {key}"}) as http:
+        try:
+            return (await http.post(f"{url}/v1/chat/completions", content=chunks())).status_code
+        except httpx.HTTPError:
+            return 0  # the server closed the connection mid-upload
+
+
 def test_serve_load_64_clients(tiny_gguf, tmp_path):
-    server = Server(tmp_path, [tiny_gguf], "--parallel", "4", "--ctx", "256",
+    """64 clients x 10 requests while 200 slow-header sockets are open and one client sends a 1 GB chunked body:
+    no 5xx to the clients, every slow socket closed by the header timeout, the body refused at the cap, the
+    server's memory bounded."""
+    server = Server(tmp_path, [tiny_gguf], "--parallel", "4", "--ctx", "256", "--header-timeout", "3",
                     keys={"a": [], "b": [], "limited": ["--rpm", "5"]})
     try:
         keys = [server.keys["a"], server.keys["b"], server.keys["limited"], "alk_a_" + "y" * 43]
         results: list = []
+        closed: list = []
+        sent = [0]
+        rss_before = _rss_kib(server.proc.pid)
 
         async def main():
+            slow = [asyncio.create_task(_slow_socket(server.port, closed)) for _ in range(200)]
+            await asyncio.sleep(0.5)
+            huge = asyncio.create_task(_huge_chunked_body(server.url, server.keys["a"], sent))
             await asyncio.gather(*(_client_run(server.url, keys[i % 4], 10, results) for i in range(64)))
+            await asyncio.gather(*slow)
+            return await huge
 
-        asyncio.run(main())
+        huge_status = asyncio.run(main())
+        rss_after = _rss_kib(server.proc.pid)
     finally:
         assert server.stop() == 0
+    print(f"server RSS {rss_before >> 10} -> {rss_after >> 10} MiB; the 1 GB body: {huge_status or 'closed'} after "
+          f"{sent[0] >> 20} MiB sent")
+    assert len(closed) == 200, f"{200 - len(closed)} slow sockets were left open"
+    assert huge_status in (413, 0) and sent[0] < 64 << 20, (huge_status, sent[0])
+    assert rss_after - rss_before < 200 << 10, f"the server grew by {(rss_after - rss_before) >> 10} MiB"
     assert len(results) == 640 and not [r for r in results if r[1] >= 500], "no 5xx"
     by_status = {}
     for key, status, *_ in results:
@@ -295,6 +361,35 @@ def test_serve_load_64_clients(tiny_gguf, tmp_path):
         told = sum(r[3]["completion_tokens"] for r in results if r[0] == server.keys[name] and r[1] == 200)
         audited = sum(e["completion_tokens"] for e in server.audit() if e["key"] == name and e["status"] == 200)
         assert told == audited > 0, name
+
+
+def test_serve_connection_cap_and_timeouts(tiny_gguf, tmp_path):
+    """Past the connection cap a client gets a clear 503 at once; idle sockets are closed by the header timeout
+    and the server serves again; a cap above what the file limit allows is lowered and said so, and connections
+    past it cost no traceback in the log."""
+    server = Server(tmp_path, [tiny_gguf], "--ctx", "256", "--max-connections", "1000", "--header-timeout", "2",
+                    open_files=100)
+    body = {"model": "tiny-f16", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    try:
+        held = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(36)]
+        time.sleep(0.3)
+        busy = httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=30)
+        assert busy.status_code == 503 and busy.json()["error"]["type"] == "server_busy", busy.text
+        assert busy.headers["Retry-After"] == "1"
+        more = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(100)]  # past the file limit
+        for s in held:
+            s.settimeout(10)
+            assert s.recv(1024).startswith(b"HTTP/1.1 408"), "an idle connection outlived the header timeout"
+        for s in held + more:
+            s.close()
+        wait_for(lambda: httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=30).status_code == 200,
+                 "the server to serve again", timeout=30, poll=0.5)
+    finally:
+        assert server.stop() == 0
+    log = (tmp_path / "server.log").read_text()
+    assert "--max-connections 1000 lowered to 36" in log and "Traceback" not in log, log
+    bad = server.cli("serve", tiny_gguf, "--header-timeout", "0", check=False)
+    assert bad.returncode == 2 and "--header-timeout must be above 0" in bad.stderr
 
 
 def test_serve_sigterm_under_load_finishes_cleanly(tiny_gguf, tmp_path):
@@ -473,3 +568,37 @@ def test_serve_body_cap_holds_for_a_chunked_body(server):
         pass  # the server answered and closed while the client was still sending: also a refusal
     assert rss_mb() - before < 50, (before, rss_mb())
     assert _status(server, "app1").status_code == 200  # and it still serves
+
+
+def test_serve_embeddings_with_the_openai_client(server, embedded_gguf):
+    """`--embeddings MODEL`: one unit-length vector per input, the same text the same vector, in the client's
+    default base64 encoding and as floats alike; an input longer than the context refused, never cut."""
+    import base64
+    import struct
+
+    import numpy as np
+
+    c, model = client(server), embedded_gguf.stem
+    listed = next(m for m in httpx.get(f"{server.url}/v1/models", headers={
+        "Authorization": f"Bearer {server.keys['app1']}"}).json()["data"] if "embeddings" in m["endpoints"])
+    assert (listed["id"], listed["dimensions"], listed["pooling"]) == (model, 576, "mean")  # SmolLM2-135M: 576 wide
+    texts = ["Who are you?", "Who are you?", "The fryer is too hot."]
+    answer = c.embeddings.create(model=model, input=texts)
+    vectors = np.array([d.embedding for d in answer.data])
+    assert vectors.shape == (3, 576) and [d.index for d in answer.data] == [0, 1, 2]
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    assert np.allclose(vectors[0], vectors[1], atol=1e-5) and float(vectors[0] @ vectors[2]) < 0.999
+    assert answer.usage.prompt_tokens == answer.usage.total_tokens > 10
+    headers = {"Authorization": f"Bearer {server.keys['app1']}"}
+    floats = httpx.post(f"{server.url}/v1/embeddings", headers=headers, timeout=60,
+                        json={"model": model, "input": texts[0], "encoding_format": "float"}).json()
+    packed = httpx.post(f"{server.url}/v1/embeddings", headers=headers, timeout=60,
+                        json={"model": model, "input": texts[0], "encoding_format": "base64"}).json()
+    raw = base64.b64decode(packed["data"][0]["embedding"])
+    assert np.allclose(struct.unpack(f"<{len(raw) // 4}f", raw), floats["data"][0]["embedding"], atol=1e-6)
+    assert np.allclose(floats["data"][0]["embedding"], vectors[0], atol=1e-5)
+    for body, status, param in (({"input": "word " * 3000}, 400, "input[0]"), ({"input": ""}, 400, "input"),
+                                ({"input": "x", "dimensions": 12}, 400, "dimensions"),
+                                ({"input": [[1, 2, 3]]}, 400, "input"), ({"model": "nope", "input": "x"}, 404, None)):
+        r = httpx.post(f"{server.url}/v1/embeddings", headers=headers, timeout=60, json={"model": model, **body})
+        assert r.status_code == status and r.json()["error"]["param"] == param, (body, r.text)

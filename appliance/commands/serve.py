@@ -6,8 +6,12 @@ from pathlib import Path
 
 def register(sub) -> None:
     p = sub.add_parser("serve", help="serve models over an OpenAI-compatible HTTP API (keys, limits, quotas)")
-    p.add_argument("models", nargs="+", metavar="MODEL",
+    p.add_argument("models", nargs="*", metavar="MODEL",
                    help="a GGUF export (registry id or path), a job id or an HF model directory")
+    p.add_argument("--lora", action="append", default=[], metavar="NAME=ADAPTER.gguf",
+                   help="a LoRA adapter on the GGUF base, served as model NAME (repeatable; switched per request)")
+    p.add_argument("--embeddings", action="append", default=[], metavar="MODEL",
+                   help="a GGUF served at /v1/embeddings (repeatable)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; any other needs a key)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--parallel", type=int, default=4, help="answers generated at once per GGUF model (default 4)")
@@ -17,6 +21,14 @@ def register(sub) -> None:
                    help="the longest answer (default 1024): what a request asks for, up to this; without max_tokens, "
                    "this or the context its prompt leaves, whichever is less")
     p.add_argument("--max-request-bytes", type=int, default=1 << 20, help="largest request body (default 1 MiB)")
+    p.add_argument("--max-connections", type=int, default=512,
+                   help="open connections at most (default 512); past it a new one gets 503")
+    p.add_argument("--header-timeout", type=float, default=10.0,
+                   help="seconds a connection has to send a request's headers (default 10)")
+    p.add_argument("--body-timeout", type=float, default=30.0,
+                   help="seconds a request has to send its body (default 30)")
+    p.add_argument("--idle-timeout", type=float, default=5.0,
+                   help="seconds an idle keep-alive connection stays open (default 5)")
     p.add_argument("--tls-cert", type=Path, help="PEM certificate for HTTPS")
     p.add_argument("--tls-key", type=Path, help="PEM private key for HTTPS")
     p.add_argument("--log-prompts", action="store_true", help="write prompts to the audit log (off by default)")
@@ -35,10 +47,16 @@ def run(args) -> int:
 
     cfg = ServeConfig(models=args.models, host=args.host, port=args.port, engine=args.engine,
                       parallel=args.parallel, ctx=args.ctx, threads=args.threads, max_tokens=args.max_tokens,
-                      max_request_bytes=args.max_request_bytes,
+                      max_request_bytes=args.max_request_bytes, max_connections=args.max_connections,
+                      header_timeout=args.header_timeout, body_timeout=args.body_timeout,
+                      idle_timeout=args.idle_timeout,
                       tls_cert=str(args.tls_cert) if args.tls_cert else None,
                       tls_key=str(args.tls_key) if args.tls_key else None, log_prompts=args.log_prompts,
-                      vllm_args=args.vllm_arg)
+                      vllm_args=args.vllm_arg, embeddings=args.embeddings, loras=args.lora)
+    if not cfg.models and not cfg.embeddings:
+        from ..errors import AirlockError
+
+        raise AirlockError("nothing to serve", where="MODEL", fix="give a model to chat with, or --embeddings MODEL")
     if not args.detach:
         return serve(cfg)
     from ..serve.server import start_job

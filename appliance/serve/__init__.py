@@ -1,6 +1,8 @@
-"""`airlock serve`: tuned models as an OpenAI-compatible HTTP service for a closed network.
+"""`airlock serve`: tuned models behind an OpenAI-compatible HTTP API with API keys, rate limits and quotas.
 
-server.py (what is served, safe defaults, the job runner) -> api.py (the routes) -> engine.py (llama.cpp with
-continuous batching), hf_engine.py (transformers), vllm.py (vLLM behind Airlock); guard.py (keys, rates, quotas,
-audit), keys.py (the key store), protocol.py (the OpenAI wire format), metrics.py (Prometheus).
+server.py (the command's shape, defaults, start/stop), api.py (HTTP endpoints), protocol.py (OpenAI wire format),
+engine.py (llama.cpp continuous batching, LoRA adapters per request), hf_engine.py (transformers, for job
+directories), vllm.py (vLLM upstream), tool_calls.py (tools in, calls out), structured.py (response_format
+grammars), embeddings.py (/v1/embeddings), connections.py (connection cap and timeouts), guard.py (keys, limits,
+audit), keys.py (the key store), metrics.py (Prometheus counters).
 """

@@ -6,6 +6,10 @@ llama_decode once (ctypes releases the GIL, so the HTTP server keeps serving). A
 frees its slot (its KV cache entries are removed) and a waiting one takes it at the next step. Compared with a
 lock around one sequence, the weights are read once per step for all the answers in flight.
 
+LoRA adapters (`airlock serve BASE --lora NAME=ADAPTER.gguf`) are loaded once beside the base weights and
+switched per request by llama.cpp's runtime LoRA: an adapter applies to the whole context, so each step decodes
+the answers of one adapter (or of the base), and adapters with work take turns step by step (`_turn`).
+
 Prompts are rendered with the chat template stored in the GGUF (the one training used: the same renderer as
 `airlock chat`) and tokenized the way llama-cpp-python does, so a greedy answer here equals `airlock chat`'s.
 """
@@ -61,6 +65,7 @@ class Request:
     queued_at: float = field(default_factory=time.monotonic)
     first_token_at: float | None = None
     grammar: object = None  # the engine's grammar sampler for sampling.grammar
+    adapter: str | None = None  # the LoRA adapter (by name) the answer is generated with; None: the base model
 
 
 class _Slot:
@@ -83,7 +88,7 @@ class LlamaEngine:
     extended_sampling = True  # log probabilities and grammars (structured output)
 
     def __init__(self, path: Path, *, slots: int = 8, ctx_per_slot: int = 2048, threads: int | None = None,
-                 n_batch: int = 512):
+                 n_batch: int = 512, adapters: dict[str, Path] | None = None):
         from ..chat import check_gguf, default_threads
         from ..llamacpp import llama_cpp, offload, trained_context_length
 
@@ -110,6 +115,8 @@ class LlamaEngine:
         if not self.ctx:
             raise AirlockError("llama.cpp could not make a context for the server", where=str(path),
                                fix="lower --parallel or --ctx (memory)")
+        self.adapters = self._load_adapters(adapters or {}, path)
+        self.active_adapter: str | None = None  # the adapter set on the context now
         self.memory = lc.llama_get_memory(self.ctx)
         self.vocab = lc.llama_model_get_vocab(self.llm._model.model)
         self.n_vocab = lc.llama_vocab_n_tokens(self.vocab)
@@ -124,6 +131,38 @@ class LlamaEngine:
         self.thread = threading.Thread(target=self._loop, name="llama-engine", daemon=True)
         self.thread.start()
 
+    def _load_adapters(self, adapters: dict[str, Path], base: Path) -> dict:
+        """LoRA GGUFs loaded once against the base's weights (llama.cpp checks that they fit it)."""
+        from ..chat import check_gguf
+
+        loaded = {}
+        for name, adapter in adapters.items():
+            check_gguf(Path(adapter))
+            handle = self.lc.llama_adapter_lora_init(self.llm._model.model, str(adapter).encode())
+            if not handle:
+                for done in loaded.values():
+                    self.lc.llama_adapter_lora_free(done)
+                raise AirlockError(f"llama.cpp cannot apply the LoRA adapter {Path(adapter).name} to "
+                                   f"{Path(base).name}", where=f"--lora {name}={adapter}",
+                                   fix="give the LoRA GGUF exported from a job on this base (`airlock export gguf "
+                                       "JOB --lora` writes both)")
+            loaded[name] = handle
+        return loaded
+
+    def _use_adapter(self, name: str | None) -> None:
+        """Set the context's LoRA adapter (or none) for the next decode; llama.cpp keeps the weights loaded."""
+        if name == self.active_adapter:
+            return
+        lc = self.lc
+        if name is None:
+            code = lc.llama_set_adapters_lora(self.ctx, None, 0, None)
+        else:
+            handles = (lc.llama_adapter_lora_p_ctypes * 1)(self.adapters[name])
+            code = lc.llama_set_adapters_lora(self.ctx, handles, 1, (ctypes.c_float * 1)(1.0))
+        if code != 0:
+            raise RuntimeError(f"llama.cpp could not set the LoRA adapter {name!r} ({code})")
+        self.active_adapter = name
+
     def _warm_up(self) -> None:
         """Compile the chat template before the server says it is ready, so the first request does not pay for it.
         (A warm-up decode, as llama.cpp's server does, was tried and measured: it halved single-stream tokens/s
@@ -131,16 +170,37 @@ class LlamaEngine:
         self.render([{"role": "user", "content": "hello"}])
 
     # ------------------------------------------------------------------ the request side
-    def render(self, messages: list[dict]) -> tuple[str, list[str]]:
+    def render(self, messages: list[dict], tools: list[dict] | None = None) -> tuple[str, list[str]]:
         """(prompt text, extra stop strings) with the GGUF's own chat template, as `airlock chat` renders it."""
         from ..chat import _render_gguf_template
 
-        return _render_gguf_template(self.llm, messages), []
+        return _render_gguf_template(self.llm, messages, tools), []
 
-    def tokenize(self, text: str) -> list[int]:
-        return self.llm.tokenize(text.encode("utf-8"), special=True)
+    @property
+    def template(self) -> str | None:
+        return self.llm.metadata.get("tokenizer.chat_template")
+
+    @property
+    def tool_format(self):
+        """How this model's chat template writes tool calls (serve.tool_calls); None when it cannot."""
+        from ..chat import _render_gguf_template
+        from .tool_calls import ToolFormat
+
+        if not hasattr(self, "_tool_format"):
+            self._tool_format = ToolFormat.of(
+                lambda messages, tools, prompt: _render_gguf_template(self.llm, messages, tools, prompt)) \
+                if self.template else None
+        return self._tool_format
+
+    def tokenize(self, text: str, rendered: bool = True) -> list[int]:
+        """A chat template's output (`rendered`) holds whatever BOS the model wants, as training's did: none is
+        added (a Llama 3 template writes its own, and a second one changes every answer); a raw completion prompt
+        gets the BOS the GGUF asks for."""
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=not rendered, special=True)
 
     def submit(self, request: Request) -> None:
+        if request.adapter is not None and request.adapter not in self.adapters:
+            raise AirlockError(f"no LoRA adapter {request.adapter!r} on this model")
         if self.stopping.is_set():
             raise AirlockError("the server is shutting down", fix="retry against another server")
         budget(request, self.ctx_per_slot)
@@ -172,6 +232,8 @@ class LlamaEngine:
         self.thread.join(timeout=10)
         self.lc.llama_batch_free(self.batch)
         self.lc.llama_free(self.ctx)
+        for handle in self.adapters.values():
+            self.lc.llama_adapter_lora_free(handle)
         self.llm.close()
 
     # ------------------------------------------------------------------ the engine thread
@@ -202,10 +264,25 @@ class LlamaEngine:
                 slot.start(request)
                 self.busy += 1
 
+    def _turn(self) -> str | None:
+        """Whose answers this step decodes: LoRA adapters apply to the whole context, so a step takes the
+        requests of one adapter (or of the base), and the adapters with work take turns step by step."""
+        waiting = sorted({slot.request.adapter or "" for slot in self.slots if slot.request}, key=str)
+        if not waiting:
+            return self.active_adapter
+        current = self.active_adapter or ""
+        later = [name for name in waiting if name > current]
+        chosen = (later or waiting)[0] if len(waiting) > 1 or current not in waiting else current
+        return chosen or None
+
     def _step(self) -> None:
         lc, batch = self.lc, self.batch
         entries = []  # (slot, index in batch) whose logits to sample
         n = 0
+        turn = None
+        if self.adapters:
+            turn = self._turn()
+            self._use_adapter(turn)
 
         def add(token: int, pos: int, seq: int, logits: bool) -> None:
             nonlocal n
@@ -216,12 +293,14 @@ class LlamaEngine:
         for slot in self.slots:  # first the answers being generated: one token each, latency matters
             if slot.request and slot.request.cancelled.is_set():
                 self._finish(slot, "cancelled")
+            elif slot.request and slot.request.adapter != turn:
+                continue  # another adapter's turn
             elif slot.request and not slot.pending and slot.next_token is not None:
                 add(slot.next_token, slot.pos, slot.seq, True)
                 entries.append((slot, n - 1))
                 slot.pos += 1
         for slot in self.slots:  # then as much of the waiting prompts as fits
-            if slot.request and slot.pending and n < self.n_batch:
+            if slot.request and slot.request.adapter == turn and slot.pending and n < self.n_batch:
                 take = slot.pending[:self.n_batch - n]
                 slot.pending = slot.pending[len(take):]
                 for i, token in enumerate(take):
@@ -359,6 +438,28 @@ class LlamaEngine:
         slot.request = None
         self.busy -= 1
         request.emit("done", reason if not message else f"error: {message}")
+
+
+class AdapterView:
+    """A LoRA adapter on a served base, as a model id of its own: its requests are the base's, generated with the
+    adapter. Everything else (template, tokenizer, context) is the base's."""
+
+    def __init__(self, base: LlamaEngine, name: str):
+        self.base, self.adapter = base, name
+
+    def __getattr__(self, attr):
+        return getattr(self.base, attr)
+
+    def submit(self, request: Request) -> None:
+        request.adapter = self.adapter
+        self.base.submit(request)
+
+    @property
+    def busy(self) -> int:
+        return sum(1 for slot in self.base.slots if slot.request and slot.request.adapter == self.adapter)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """The base closes the context and its adapters."""
 
 
 def _complete_utf8(data: bytes) -> str:

@@ -25,11 +25,12 @@ class HFEngine:
         self.thread = threading.Thread(target=self._loop, name="hf-engine", daemon=True)
         self.thread.start()
 
-    def render(self, messages: list[dict]) -> tuple[str, list[str]]:
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True), []
+    def render(self, messages: list[dict], tools: list[dict] | None = None) -> tuple[str, list[str]]:
+        return self.tokenizer.apply_chat_template(messages, tools=tools, tokenize=False,
+                                                  add_generation_prompt=True), []
 
-    def tokenize(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+    def tokenize(self, text: str, rendered: bool = True) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=not rendered)["input_ids"]
 
     def submit(self, request: Request) -> None:
         if self.stopping.is_set():

@@ -7,17 +7,20 @@ import uuid
 
 from ..errors import AirlockError
 from .engine import Sampling
+from .tool_calls import ToolRequest, message_calls, tool_request
 
 COMMON = {"model", "stream", "max_tokens", "temperature", "top_p", "top_k", "seed", "stop", "n", "user",
           "stream_options"}
-CHAT = COMMON | {"messages", "max_completion_tokens", "logprobs", "top_logprobs", "response_format"}
+CHAT = COMMON | {"messages", "max_completion_tokens", "logprobs", "top_logprobs", "response_format", "tools",
+                 "tool_choice", "parallel_tool_calls"}
 COMPLETION = COMMON | {"prompt", "logprobs"}
 # Fields the API defines that this server does not implement; a request that uses them is refused, never
 # half-served. A neutral value (0, null, false, text) is accepted: clients send the defaults.
-UNSUPPORTED = {"tools": None, "tool_choice": None, "functions": None, "function_call": None, "logit_bias": None, "presence_penalty": 0, "frequency_penalty": 0,
-               "echo": False, "best_of": 1, "suffix": None,
-               "parallel_tool_calls": None, "modalities": None, "audio": None, "prediction": None,
-               "reasoning_effort": None, "service_tier": None, "store": False, "metadata": None}
+UNSUPPORTED = {"functions": None, "function_call": None, "logit_bias": None, "presence_penalty": 0,
+               "frequency_penalty": 0, "echo": False, "best_of": 1, "suffix": None, "modalities": None,
+               "audio": None, "prediction": None, "reasoning_effort": None, "service_tier": None, "store": False,
+               "metadata": None}
+INSTEAD = {"functions": "'tools'", "function_call": "'tool_choice'"}  # OpenAI's deprecated names
 
 
 class BadRequest(AirlockError):
@@ -45,7 +48,8 @@ def _check_fields(body, allowed: set[str]) -> None:
     for name in body:
         if name in UNSUPPORTED:
             if body[name] not in (UNSUPPORTED[name], None):
-                raise BadRequest(f"'{name}' is not supported by this server", name)
+                instead = f"; use {INSTEAD[name]}" if name in INSTEAD else ""
+                raise BadRequest(f"'{name}' is not supported by this server{instead}", name)
         elif name not in allowed:
             raise BadRequest(f"unknown field '{name}'", name)
 
@@ -100,20 +104,48 @@ def _content(message: dict, i: int) -> str:
     raise BadRequest(f"messages[{i}] has no text content", f"messages[{i}].content")
 
 
-def chat_request(body, cap: int) -> tuple[str, list[dict], Sampling, bool, bool]:
-    """(model, messages, sampling, stream, include_usage) of a /v1/chat/completions body."""
+# the fields each role's message may have
+MESSAGE_FIELDS = {"system": {"content", "name"}, "developer": {"content", "name"}, "user": {"content", "name"},
+                  "assistant": {"content", "name", "tool_calls", "refusal"}, "tool": {"content", "tool_call_id"}}
+
+
+def _fail(message: str, param: str | None = None):
+    raise BadRequest(message, param)
+
+
+def chat_request(body, cap: int) -> tuple[str, list[dict], Sampling, bool, bool, ToolRequest | None]:
+    """(model, messages, sampling, stream, include_usage, tools) of a /v1/chat/completions body. Tool calls and
+    results in the messages come out in the shape chat templates read (appliance.data.tools)."""
     _check_fields(body, CHAT)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise BadRequest("'messages' must be a non-empty list", "messages")
-    clean = []
+    clean, called = [], {}  # called: tool call id -> function name, for the results that answer them
     for i, m in enumerate(messages):
-        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant", "developer"):
-            raise BadRequest(f"messages[{i}]: role must be system, user or assistant", f"messages[{i}].role")
-        if extra := set(m) - {"role", "content", "name"}:
-            raise BadRequest(f"messages[{i}]: '{sorted(extra)[0]}' is not supported", f"messages[{i}]")
-        clean.append({"role": "system" if m["role"] == "developer" else m["role"], "content": _content(m, i)})
-    return _model(body), clean, sampling(body, cap), _stream(body), _include_usage(body)
+        role = m.get("role") if isinstance(m, dict) else None
+        if role not in MESSAGE_FIELDS:
+            raise BadRequest(f"messages[{i}]: role must be system, user, assistant or tool", f"messages[{i}].role")
+        if extra := set(m) - MESSAGE_FIELDS[role] - {"role"}:
+            raise BadRequest(f"messages[{i}]: '{sorted(extra)[0]}' is not supported in a {role} message",
+                             f"messages[{i}]")
+        if m.get("refusal") is not None:
+            raise BadRequest(f"messages[{i}]: 'refusal' is not supported", f"messages[{i}].refusal")
+        if role == "assistant" and m.get("tool_calls"):
+            calls = message_calls(m["tool_calls"], i, _fail)
+            called.update((c["id"], c["function"]["name"]) for c in calls if "id" in c)
+            text = _content(m, i) if m.get("content") is not None else ""
+            clean.append({"role": "assistant", "content": text, "tool_calls": calls})
+        elif role == "tool":
+            if not isinstance(m.get("tool_call_id"), str):
+                raise BadRequest(f"messages[{i}]: a tool message needs 'tool_call_id'", f"messages[{i}].tool_call_id")
+            result = {"role": "tool", "content": _content(m, i), "tool_call_id": m["tool_call_id"]}
+            if m["tool_call_id"] in called:  # templates that name the tool a result comes from read this
+                result["name"] = called[m["tool_call_id"]]
+            clean.append(result)
+        else:
+            clean.append({"role": "system" if role == "developer" else role, "content": _content(m, i)})
+    tools = tool_request(body, _fail)
+    return _model(body), clean, sampling(body, cap), _stream(body), _include_usage(body), tools
 
 
 def completion_request(body, cap: int) -> tuple[str, str, Sampling, bool, bool]:
@@ -125,6 +157,20 @@ def completion_request(body, cap: int) -> tuple[str, str, Sampling, bool, bool]:
     if not isinstance(prompt, str):
         raise BadRequest("'prompt' must be a string", "prompt")
     return _model(body), prompt, sampling(body, cap, chat=False), _stream(body), _include_usage(body)
+
+
+EMBEDDING = {"model", "input", "encoding_format", "dimensions", "user"}
+
+
+def embedding_request(body) -> tuple[str, list[str], str]:
+    """(model, input texts, encoding float | base64) of a /v1/embeddings body."""
+    from .embeddings import inputs
+
+    _check_fields(body, EMBEDDING)
+    encoding = body.get("encoding_format") or "float"
+    if encoding not in ("float", "base64"):
+        raise BadRequest("'encoding_format' must be float or base64", "encoding_format")
+    return _model(body), inputs(body, _fail), encoding
 
 
 def _model(body: dict) -> str:
@@ -180,10 +226,24 @@ def completion_logprobs(entries: list[dict] | None, offset: int = 0) -> dict | N
 
 
 def chat_response(rid: str, model: str, text: str, finish: str, n_prompt: int, n_completion: int,
-                  logprobs: list[dict] | None = None) -> dict:
+                  logprobs: list[dict] | None = None, calls: list[dict] | None = None) -> dict:
+    message = {"role": "assistant", "content": text}
+    if calls:  # OpenAI: content null when the answer is only calls
+        message, finish = {"role": "assistant", "content": text or None, "tool_calls": calls}, "tool_calls"
     return {"id": rid, "object": "chat.completion", "created": int(time.time()), "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish,
+            "choices": [{"index": 0, "message": message, "finish_reason": finish,
                          "logprobs": chat_logprobs(logprobs)}], "usage": usage(n_prompt, n_completion)}
+
+
+def call_deltas(calls: list[dict]) -> list[dict]:
+    """The stream deltas of an answer's calls, as OpenAI sends them: each call opened with its id, type and name
+    (arguments empty), then its arguments."""
+    deltas = []
+    for index, call in enumerate(calls):
+        deltas.append({"tool_calls": [{"index": index, "id": call["id"], "type": "function",
+                                       "function": {"name": call["function"]["name"], "arguments": ""}}]})
+        deltas.append({"tool_calls": [{"index": index, "function": {"arguments": call["function"]["arguments"]}}]})
+    return deltas
 
 
 def chat_chunk(rid: str, model: str, delta: dict, finish: str | None = None, use: dict | None = None,

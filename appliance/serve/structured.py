@@ -20,8 +20,8 @@ WHERE = "response_format"
 class Refused(AirlockError):
     """A response_format the server cannot hold answers to: a 400 naming the field (its `where`)."""
 
-    def __init__(self, message: str):
-        super().__init__(message, where=WHERE)
+    def __init__(self, message: str, where: str = WHERE):
+        super().__init__(message, where=where)
 
 
 def grammar(response_format) -> str | None:
@@ -51,23 +51,43 @@ def grammar(response_format) -> str | None:
                   "\"json_schema\", \"json_schema\": {\"name\": ..., \"schema\": {...}}}")
 
 
-def check_schema(node, path: str) -> None:
+def loosened(node):
+    """A schema without the keywords the grammar cannot enforce (for tools not marked strict: at OpenAI too, only
+    strict schemas are held to)."""
+    if isinstance(node, list):
+        return [loosened(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    kept = {}
+    for key, value in node.items():
+        if key not in ENFORCED | ANNOTATIONS or (key == "format" and value not in FORMATS):
+            continue
+        if key in ("properties", "$defs", "definitions") and isinstance(value, dict):
+            kept[key] = {name: loosened(sub) for name, sub in value.items()}
+        elif key in ("items", "prefixItems", "anyOf", "oneOf", "allOf", "additionalProperties"):
+            kept[key] = loosened(value)
+        else:
+            kept[key] = value
+    return kept
+
+
+def check_schema(node, path: str, where: str = WHERE, label: str = "response_format.json_schema") -> None:
     """Refuse, naming it, any keyword the grammar would not enforce (minimum, multipleOf, uniqueItems, ...)."""
     if isinstance(node, list):
         for i, item in enumerate(node):
-            check_schema(item, f"{path}[{i}]")
+            check_schema(item, f"{path}[{i}]", where, label)
         return
     if not isinstance(node, dict):
         return
     for key, value in node.items():
         if key not in ENFORCED | ANNOTATIONS:
-            raise Refused(f"response_format.json_schema: '{key}' at {path} cannot be enforced by the grammar; "
-                          "leave it out or check it after the answer")
+            raise Refused(f"{label}: '{key}' at {path} cannot be enforced by the grammar; "
+                          "leave it out or check it after the answer", where)
         if key == "format" and value not in FORMATS:
-            raise Refused(f"response_format.json_schema: format {value!r} at {path} cannot be enforced (only "
-                          f"{', '.join(sorted(FORMATS))})")
+            raise Refused(f"{label}: format {value!r} at {path} cannot be enforced (only "
+                          f"{', '.join(sorted(FORMATS))})", where)
         if key in ("properties", "$defs", "definitions") and isinstance(value, dict):
             for name, sub in value.items():
-                check_schema(sub, f"{path}.{key}.{name}")
+                check_schema(sub, f"{path}.{key}.{name}", where, label)
         elif key in ("items", "prefixItems", "anyOf", "oneOf", "allOf", "additionalProperties"):
-            check_schema(value, f"{path}.{key}")
+            check_schema(value, f"{path}.{key}", where, label)

@@ -75,13 +75,14 @@ class VllmEngine:
         wait_healthy(f"{self.base}/health", self.proc, start_timeout, self.log)
         self.tokenizer = _tokenizer(model_dir)
 
-    def render(self, messages: list[dict]) -> tuple[str, list[str]]:
+    def render(self, messages: list[dict], tools: list[dict] | None = None) -> tuple[str, list[str]]:
         if self.tokenizer is None:
             return "\n".join(m["content"] for m in messages), []
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True), []
+        return self.tokenizer.apply_chat_template(messages, tools=tools, tokenize=False,
+                                                  add_generation_prompt=True), []
 
-    def tokenize(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"] if self.tokenizer else text.split()
+    def tokenize(self, text: str, rendered: bool = True) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=not rendered)["input_ids"] if self.tokenizer else text.split()
 
     def queued(self) -> int:
         return 0
