@@ -110,7 +110,7 @@ def test_from_llamafactory_prints_the_translation_and_runs_the_job(tmp_path, tin
                                                                     run_offline):
     lf = tmp_path / "dpo_lf.yaml"
     lf.write_text(LF_DPO.format(model=REPO_ID, data=sample_data_dir(), pairs=PAIRS))
-    proc = run_offline(airlock_argv("train", "--from-llamafactory", lf, "--set", "pref_beta=0.2",
+    proc = run_offline(airlock_argv("train", "--from-llamafactory", lf, "--lenient", "--set", "pref_beta=0.2",
                                     "--set", "num_threads=2"))
     out = proc.stdout
     assert "translated (" in out and re.search(r"pref_beta +0\.1 +-> +pref_beta = 0\.1", out)

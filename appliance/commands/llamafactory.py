@@ -1,4 +1,4 @@
-"""`airlock llamafactory translate FILE.yaml [--out CONFIG.yaml] [--strict]`: run LLaMA-Factory configs here.
+"""`airlock llamafactory translate FILE.yaml [--out CONFIG.yaml] [--lenient | --strict]`: run LLaMA-Factory configs here.
 
 A training YAML: prints what each key became, which keys are not needed here and which are not supported (with
 reasons), then checks the data it names (dataset_info.json entries, every record, columns, chat template); --out
@@ -17,7 +17,10 @@ def register(sub) -> None:
     tr.add_argument("file", help="a LLaMA-Factory YAML (e.g. examples/train_lora/llama3_lora_sft.yaml, "
                                  "examples/merge_lora/llama3_lora_sft.yaml)")
     tr.add_argument("--out", metavar="CONFIG.yaml", help="write the translated Airlock training config here")
-    tr.add_argument("--strict", action="store_true", help="fail if any setting cannot be carried over")
+    tr.add_argument("--lenient", action="store_true",
+                    help="translate even when a setting that changes training cannot be honoured (it is listed)")
+    tr.add_argument("--strict", action="store_true",
+                    help="refuse also the settings that change no trained weight (evaluation, caching)")
     tr.set_defaults(func=translate_cmd, offline=True)
     docs = actions.add_parser("docs", help="print the compatibility page: every key and column, and its fate")
     docs.set_defaults(func=docs_cmd, offline=True)
@@ -40,7 +43,7 @@ def translate_cmd(args) -> int:
         return 0
     tr = translate(args.file)
     print(render(tr))
-    finish(tr, strict=args.strict)  # validated and its data checked before anything is written
+    finish(tr, lenient=args.lenient, strict=args.strict)  # validated and its data checked before anything is written
     if args.out:
         write_text(Path(args.out), config_yaml(tr, Path(args.out)))
         print(f"\nwrote {args.out}; run it with: airlock train {args.out}" + (f" --name {tr.name}" if tr.name else ""))

@@ -40,6 +40,9 @@ def register(sub) -> None:
     p.add_argument("config", nargs="?", help="training config file, or a shipped config's name")
     p.add_argument("--from-llamafactory", metavar="FILE.yaml",
                    help="run a LLaMA-Factory training YAML (its translation is printed first)")
+    p.add_argument("--lenient", action="store_true",
+                   help="with --from-llamafactory: train even when a setting that changes training cannot be "
+                        "honoured (it is listed)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key (repeatable; nested keys with dots; --keys lists them)")
     p.add_argument("--keys", nargs="?", const="text", choices=("text", "markdown"), metavar="FORMAT",
@@ -86,6 +89,9 @@ def run(args) -> int:
     if args.from_checkpoint is not None and not args.resume:
         raise AirlockError("--from-checkpoint goes with --resume JOB", fix="airlock train --resume JOB "
                            f"--from-checkpoint {args.from_checkpoint}")
+    if args.lenient and not args.from_llamafactory:
+        raise AirlockError("--lenient goes with --from-llamafactory FILE.yaml", where="--lenient",
+                           fix="remove --lenient (an Airlock config has no settings it cannot honour)")
     args.overrides = [*args.overrides, *_distributed_overrides(args)]
     if args.resume:
         if args.config or args.overrides or args.from_llamafactory:
@@ -98,7 +104,7 @@ def run(args) -> int:
             if args.config:
                 raise AirlockError("give either CONFIG or --from-llamafactory FILE.yaml, not both",
                                    fix=f"airlock train --from-llamafactory {args.from_llamafactory}")
-            cfg, name = _from_llamafactory(args.from_llamafactory, args.overrides)
+            cfg, name = _from_llamafactory(args.from_llamafactory, args.overrides, args.lenient)
             name = args.name or name
         elif not args.config:
             raise AirlockError("no config given", fix="airlock train sft_lora_default --set data.path=YOUR_DATA.jsonl")
@@ -150,7 +156,7 @@ def _print_keys(args) -> int:
     return 0
 
 
-def _from_llamafactory(path: str, overrides: list[str]):
+def _from_llamafactory(path: str, overrides: list[str], lenient: bool = False):
     """(TrainConfig, job name from output_dir) for a LLaMA-Factory YAML, its translation printed; --set applies last.
     A merge/export/prediction YAML is refused with the command that does its job; the data is checked here, so a
     config mistake never becomes a failed job."""
@@ -158,4 +164,4 @@ def _from_llamafactory(path: str, overrides: list[str]):
 
     tr = translate(path)
     print(render(tr) + "\n", flush=True)
-    return finish(tr, overrides), tr.name
+    return finish(tr, overrides, lenient=lenient), tr.name

@@ -50,15 +50,16 @@ class Loaded:
         return [p for p in self.problems if p.severity == "warning"]
 
 
-def load_conversations(path, format: str = "auto", dataset: str | None = None, stage: str = "sft") -> Loaded:
-    """Every record of `path` as a Conversation; raises DataError listing every problem when any is an error."""
+def load_conversations(path, format: str = "auto", dataset: str | None = None, stage: str | None = None) -> Loaded:
+    """Every record of `path` as a Conversation; raises DataError listing every problem when any is an error.
+    `stage` reads it as that training stage does (pairs for dpo only, as LLaMA-Factory); None reads any data."""
     loaded = scan(path, format, dataset, stage)
     if any(p.severity == "error" for p in loaded.problems):
         raise DataError(loaded.problems)
     return loaded
 
 
-def scan(path, format: str = "auto", dataset: str | None = None, stage: str = "sft") -> Loaded:
+def scan(path, format: str = "auto", dataset: str | None = None, stage: str | None = None) -> Loaded:
     """Like load_conversations but never raises for bad data: problems (errors too) are in `.problems`."""
     problems = Problems()
     path = Path(path).expanduser()
@@ -134,6 +135,19 @@ def _stage_columns(columns: Columns, stage: str, rows, plain: bool, file, proble
     if stage != "kto":
         if columns.kto_tag:
             columns = replace(columns, kto_tag="", unread={**columns.unread, "kto_tag": columns.kto_tag})
+        # as LLaMA-Factory: pairs are read by the preference stage only, and it reads nothing else
+        if stage == "dpo" and not columns.ranking:
+            problems.error(file, "no chosen/rejected pairs: stage dpo learns from preference pairs",
+                           fix="give records with \"chosen\" and \"rejected\" answers (in dataset_info.json: "
+                               "\"ranking\": true), or train these conversations with stage: sft")
+            return None
+        if stage == "sft" and columns.ranking:
+            problems.error(file, f"chosen/rejected pairs are preference data: stage {stage} would learn from the "
+                                 "chosen answers only (LLaMA-Factory refuses them too: \"not applicable in the "
+                                 "current training stage\")",
+                           fix="train the pairs with stage: dpo, or give this stage conversations that end with "
+                               "the answer to learn")
+            return None
         return columns
     if plain and not columns.kto_tag:  # a bare file: the label under LLaMA-Factory's name or trl's ("label")
         found = [k for k in ("kto_tag", "label") if any(k in rec for _, rec in rows)]

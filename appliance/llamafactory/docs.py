@@ -28,10 +28,14 @@ airlock llamafactory translate examples/merge_lora/llama3_lora_sft.yaml         
 airlock data check data --dataset identity,alpaca_en_demo                                   # dataset_info.json
 ```
 
-Nothing is dropped in silence. Every key of a YAML is printed with what became of it; a key this version cannot
-honour is listed as NOT SUPPORTED (`--strict` makes that an error); what cannot mean anything here stops the
-translation with an error naming the key. `airlock train --from-llamafactory` checks the data the YAML names
-(dataset_info.json entries, every record, its columns, the chat template) before a job is created.
+Nothing is dropped or changed in silence. Every key of a YAML is printed with what became of it; a key this
+version cannot honour that would change what is trained (a loss, an optimizer, an adapter type, a kernel) is
+refused, naming it (`--lenient` lists it and trains without it); the few that change no trained weight
+(evaluation, prediction, export) are listed only (`--strict` refuses them too); what cannot mean anything here
+stops the translation with an error naming the key. A key the YAML leaves out gets LLaMA-Factory's default (see
+Defaults below), and the translation prints every value that differs from Airlock's own defaults with where it
+came from. `airlock train --from-llamafactory` checks the data the YAML names (dataset_info.json entries, every
+record, its columns, the chat template) before a job is created.
 
 **Paths.** `dataset_dir` is resolved against the current directory, as LLaMA-Factory resolves it (not against
 the YAML's folder): run Airlock from the folder you run LLaMA-Factory from. Without `dataset_dir` it is `./data`.
@@ -45,7 +49,7 @@ Statuses:
 | supported | carried over as it is, to the Airlock setting named |
 | mapped | carried over with another name or value (the text says how; values it names as refused are errors) |
 | not needed | no effect here: Airlock does that job another way |
-| not supported | listed as NOT SUPPORTED when set; the run goes on without it (`--strict` refuses) |
+| not supported | listed as NOT SUPPORTED when set, and refused (`--lenient` trains without it); evaluation, prediction and export keys are listed only |
 | refused | an error (for dataset columns: training stops unless `data.ignore_columns` names the column) |
 """
 
@@ -113,5 +117,28 @@ def compatibility_page() -> str:
                          ("tags (sharegpt)", data_columns.TAGS)):
         rows = [(f"`{name}`", status, why) for name, (status, why) in table.items()]
         out += [f"### {title}", "", *_table(rows, ("name", "status", "what Airlock does")), ""]
-    out += [RECORDS]
+    out += [_defaults_section(), RECORDS]
     return "\n".join(out)
+
+
+def _defaults_section() -> str:
+    """The table of LLaMA-Factory's defaults a translation applies (defaults.py) beside Airlock's own."""
+    from .defaults import DEFAULTS, airlock_defaults
+
+    ours = airlock_defaults()
+    rows = []
+    for d in DEFAULTS:
+        value = {"lora_alpha": "twice lora_rank", "disable_gradient_checkpointing": "False (checkpointing on)"}.get(
+            d.key, repr(d.value))
+        fate = "applied" if d.learned else "shown; Airlock's kept (housekeeping)"
+        scope = [part for part in ("/".join(d.methods) if len(d.methods) < 3 else "",
+                                   "/".join(d.stages) if len(d.stages) < 4 else "") if part]
+        key = d.key + (f" ({', '.join(scope)})" if scope else "")
+        rows.append((key, value, d.source, d.ours, repr(ours.get(d.ours)), fate))
+    lines = ["## Defaults", "",
+             "A key the YAML leaves out gets LLaMA-Factory 0.9.5's default (its dataclasses; the Trainer's keys are "
+             "transformers' TrainingArguments defaults), so the same YAML trains the same model here. The "
+             "translation prints every value that differs from Airlock's own, with its source.", "",
+             *_table(rows, ("LLaMA-Factory key", "its default", "from", "Airlock setting", "Airlock's own",
+                            "translation")), ""]
+    return "\n".join(lines)

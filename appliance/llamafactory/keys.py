@@ -4,7 +4,8 @@ Statuses (docs/llamafactory.md explains them the same way):
   supported      carried over as it is, to the Airlock setting named
   mapped         carried over with another name or value (the text says how; some values are refused)
   not needed     no effect here: Airlock does that job another way (the text says how)
-  not supported  listed as NOT SUPPORTED when set; the run goes on without it (`--strict` refuses)
+  not supported  listed as NOT SUPPORTED when set, and refused: it would change what is trained (`--lenient`
+                 trains without it); the few in LISTED_ONLY change no weight and are only listed
   refused        an error: the YAML is not run as it is
 The keys of merge/export, prediction, benchmark and inference YAMLs are in tasks.py's tables, in the same form.
 """
@@ -227,3 +228,9 @@ QUANT_METHODS = {
     "mxfp4": "MXFP4 models are not offered; QLoRA here uses bitsandbytes NF4",
     "fp8": "FP8 training is not offered; QLoRA here uses bitsandbytes NF4",
 }
+# Unsupported keys that change no trained weight (evaluation, prediction, caching, export): listed, never refused
+# (`--strict` refuses them too). Every other unsupported key is refused unless --lenient.
+LISTED_ONLY = {"eval_dataset", "do_eval", "do_predict", "predict_with_generate", "compute_accuracy",
+               "eval_on_each_dataset", "streaming", "resume_from_checkpoint", "export_dir", "export_size",
+               "export_device", "export_quantization_bit", "export_legacy_format", "export_hub_model_id",
+               "print_param_status"}

@@ -20,8 +20,19 @@ def render(tr: Translation) -> str:
         lines += ["", "notes:"] + [f"  {note}" for note in tr.notes]
     lines += ["", f"not needed here ({len(tr.not_needed)}):"]
     lines += [f"  {k:<{width}}  {_fmt(v)}  ({why})" for k, v, why in tr.not_needed] or ["  (none)"]
-    lines += ["", f"NOT SUPPORTED ({len(tr.unsupported)}) - these settings will not take effect:"]
-    lines += [f"  {k:<{width}}  {_fmt(v)}  ({why})" for k, v, why in tr.unsupported] or ["  (none)"]
+    lines += ["", f"NOT SUPPORTED ({len(tr.unsupported)}) - refused unless --lenient, which trains without them:"]
+    lines += [f"  {k:<{width}}  {_fmt(v)}  ({why}{'; listed only: no trained weight changes' if k not in tr.blocking else ''})"
+              for k, v, why in tr.unsupported] or ["  (none)"]
+    rows = tr.differences()
+    lines += ["", f"differs from Airlock's own defaults ({len(rows)}; LLaMA-Factory's defaults apply to the "
+                  f"{len(tr.defaults)} keys the YAML leaves out):"]
+    if rows:
+        w = max(len(r[0]) for r in rows)
+        lines += [f"  {setting:<{w}}  {_fmt(value):<10}  {source}" + ("" if source.startswith("Airlock") else
+                                                                      f"; Airlock's own: {_fmt(airlock)}")
+                  for setting, value, source, airlock in rows]
+    else:
+        lines += ["  (none)"]
     return "\n".join(lines)
 
 

@@ -91,6 +91,39 @@ class Task:
         return [shlex.join(a) for a in self.argv]
 
 
+V1_KEYS = {"micro_batch_size", "global_batch_size", "dist_config", "kernel_config", "peft_config", "init_config",
+           "batching_strategy", "model_class", "train_dataset"}
+
+
+def other_file(raw: dict) -> tuple[str, str] | None:
+    """(what the file is, what to do instead) for files that sit beside LLaMA-Factory's YAMLs but are not one:
+    an accelerate launch config, a DeepSpeed config, a list of new special tokens, a v1-trainer YAML."""
+    keys = set(raw)
+    if keys & {"compute_environment", "distributed_type"}:
+        return ("an accelerate launch config (`accelerate launch --config_file`), not a training YAML",
+                "name the training YAML; the process count and strategy go to --nproc-per-node and distributed.* "
+                "(docs/distributed.md), which translate LLaMA-Factory's deepspeed and fsdp keys")
+    if "zero_optimization" in keys or "train_micro_batch_size_per_gpu" in keys:
+        return ("a DeepSpeed config, not a training YAML",
+                "name the training YAML whose `deepspeed:` points at this file (it becomes distributed.deepspeed)")
+    if keys and all(isinstance(k, str) and k.startswith("<") and k.endswith(">") for k in keys):
+        return ("a list of new special tokens, not a training YAML",
+                "vocabulary changes are not offered (new_special_tokens); train with the model's own tokens")
+    if "model" in keys and "model_name_or_path" not in keys and keys & V1_KEYS:
+        return ("a LLaMA-Factory v1 YAML (the `llamafactory-cli v1` trainer: model, micro_batch_size, dist_config), "
+                "not one of its training YAMLs",
+                "use the v0 training YAMLs (examples/train_lora, examples/train_full), or write an Airlock config "
+                "(`airlock train --keys` lists its settings)")
+    return None
+
+
+def refuse_other(path: Path, raw: dict) -> None:
+    """An AirlockError naming the file's kind, for a file `other_file` recognises."""
+    found = other_file(raw)
+    if found:
+        raise AirlockError(f"this is {found[0]}", where=str(path), fix=found[1], code="lf.not_a_yaml")
+
+
 def kind_of(raw: dict) -> str:
     """What a LLaMA-Factory YAML does: train | merge | export | predict | benchmark | chat."""
     if "task" in raw and not raw.get("do_train"):
@@ -108,6 +141,7 @@ def translate_task(path) -> Task:
     """The Airlock commands for a YAML that does not train (AirlockError for a training YAML or a refused key)."""
     path = Path(path)
     raw = schema.load_file(path)
+    refuse_other(path, raw)
     kind = kind_of(raw)
     if kind == "train":
         raise AirlockError("this is a training YAML", where=str(path),

@@ -13,7 +13,8 @@ from ..errors import AirlockError
 
 # LLaMA-Factory template -> the catalog's chat-template family it renders
 FAMILIES = {
-    "chatml": "chatml", "qwen": "chatml", "qwen3": "chatml", "qwen3_nothink": "chatml", "smollm": "chatml",
+    "chatml": "chatml", "qwen": "chatml", "qwen3": "chatml", "qwen3_nothink": "chatml", "qwen3_5": "chatml",
+    "qwen3_5_nothink": "chatml", "smollm": "chatml",
     "smollm2": "chatml", "yi": "chatml", "llama3": "llama3", "mistral": "mistral", "gemma": "gemma",
     "gemma2": "gemma", "gemma3": "gemma", "glm4": "glm4", "deepseek3": "deepseek", "deepseekr1": "deepseek",
 }
@@ -26,6 +27,10 @@ NOTES = {
                      "Qwen3-4B-Instruct-2507, whose own template has none either); a Qwen3 thinking model's own "
                      "template adds an empty one to the last answer: to match exactly, give data.chat_template a "
                      "Jinja file without it",
+    "qwen3_5": "as qwen3: LLaMA-Factory's qwen3_5 is Qwen3.5's thinking format (an empty <think></think> block "
+               "before answers without reasoning), which a Qwen3.5 model's own template also renders",
+    "qwen3_5_nothink": "as qwen3_nothink: no <think> block; a thinking model's own template adds an empty one to "
+                       "the last answer: to match exactly, give data.chat_template a Jinja file without it",
     "gemma3": "text conversations render as Gemma's turns (LLaMA-Factory's gemma3 also carries images)",
     "deepseekr1": "the reasoning (<think>) handling is the model's own template's",
 }
@@ -40,6 +45,9 @@ REFUSED = {
     "deepseek": "DeepSeek-LLM's User:/Assistant: format; the catalog's deepseek family is DeepSeek-V3/R1's "
                 "(LLaMA-Factory calls it deepseek3 or deepseekr1)",
     "llama2": "Llama 2's [INST] format with a system block, not a template of a catalog model",
+    "qwen2_vl": "a vision-language template (images and video): multimodal training is not offered",
+    "qwen3_vl": "a vision-language template (images and video): multimodal training is not offered",
+    "qwen3_vl_nothink": "a vision-language template (images and video): multimodal training is not offered",
 }
 
 # A family's turn markers, to recognise the template of a model that is not in the catalog.

@@ -2,7 +2,8 @@
 
 Every key lands in one of three lists: translated (key -> our setting), not needed here (a housekeeping key whose
 job Airlock does another way, with the reason) and unsupported (a key that would change the run and that this
-version cannot honour, with the reason). What cannot mean anything here (stage ppo, freeze tuning, 8-bit or fp4
+version cannot honour, with the reason: refused unless --lenient). A key the YAML leaves out gets LLaMA-Factory's
+default (defaults.py), and `Translation.differences()` lists every value that differs from Airlock's own. What cannot mean anything here (stage ppo, freeze tuning, 8-bit or fp4
 quantization, an unknown template, a hub dataset_dir) is an AirlockError naming the key. The table of every key
 is keys.py.
 
@@ -19,8 +20,12 @@ from pathlib import Path
 
 from .. import schema
 from ..errors import AirlockError
-from .keys import BNB, KTO_ONLY, PREF_LOSSES, QUANT_METHODS, REFUSED_STAGES, STAGES, TRAIN
+from .defaults import DEFAULTS, airlock_defaults, same
+from .keys import BNB, KTO_ONLY, LISTED_ONLY, PREF_LOSSES, QUANT_METHODS, REFUSED_STAGES, STAGES, TRAIN
 from .templates import map_template
+
+
+INPUTS = {"model", "adapter", "stage", "method", "data.dataset", "data.path"}  # what to train, not how: no default
 
 
 @dataclass
@@ -32,6 +37,30 @@ class Translation:
     unsupported: list[tuple[str, object, str]] = field(default_factory=list)  # (key, value, reason)
     name: str | None = None  # a job name from output_dir
     notes: list[str] = field(default_factory=list)  # what a mapping means (e.g. the template's)
+    defaults: list[tuple[str, object, str, object, str]] = field(default_factory=list)
+    # ^ LLaMA-Factory's defaults applied for keys the YAML leaves out: (lf key, LF value, ours, value, source)
+    kept: list[tuple[str, object, str]] = field(default_factory=list)  # housekeeping kept Airlock's: (key, LF, ours)
+
+    @property
+    def blocking(self) -> list[str]:
+        """The unsupported keys that would change what is trained: refused unless --lenient."""
+        return [k for k, _, _ in self.unsupported if k not in LISTED_ONLY]
+
+    def differences(self) -> list[tuple[str, object, str, object]]:
+        """(setting, value, where it comes from, Airlock's default) for every setting that differs from what
+        Airlock would use on its own, and the housekeeping settings where LLaMA-Factory's default differs."""
+        ours = airlock_defaults()
+        rows = []
+        for key, _, setting, value in self.translated:
+            if setting in ours and setting not in INPUTS and not same(value, ours[setting]):
+                rows.append((setting, value, f"from the YAML ({key.split(' ')[0]})", ours[setting]))
+        for key, _, setting, value, source in self.defaults:
+            if setting in ours and not same(value, ours[setting]):
+                rows.append((setting, value, f"{source}'s default ({key})", ours[setting]))
+        for key, lf_value, setting in self.kept:
+            rows.append((setting, ours.get(setting), f"Airlock's, kept: housekeeping (LLaMA-Factory's default "
+                                                     f"{key} {lf_value!r})", ours.get(setting)))
+        return rows
 
 
 def _set(config: dict, dotted: str, value) -> None:
@@ -61,10 +90,11 @@ def _bool(value) -> bool:
 def translate(path) -> Translation:
     """Translate the training YAML at `path`; an AirlockError for what cannot mean anything here, and for a YAML
     that is not a training one (merge, export, prediction ...) with the command that does its job."""
-    from .tasks import kind_of, not_training
+    from .tasks import kind_of, not_training, refuse_other
 
     path = Path(path)
     raw = schema.load_file(path)
+    refuse_other(path, raw)
     if kind_of(raw) != "train":
         raise not_training(path, raw)
     if not raw.get("dataset"):
@@ -185,7 +215,42 @@ def translate(path) -> Translation:
             tr.unsupported.append((key, value, spec.why))
     if "data.path" not in {t[2] for t in tr.translated} and "dataset" in raw:
         put("dataset_dir (not set)", "data", "data.path", _dataset_dir("data", where("dataset_dir")))
+    _lf_defaults(tr, raw, stage, "qlora" if bits == 4 else method, known)
+    if stage == "kto":
+        _kto_pairs(tr)
     return tr
+
+
+def _kto_pairs(tr: Translation) -> None:
+    """KTO at one sample per batch, as LLaMA-Factory's KTO example runs it: LLaMA-Factory pairs each answer with
+    another's prompt while preprocessing; trl (here) takes the pair from the same batch, so it needs two. Batch 1
+    with an even gradient_accumulation_steps becomes 2 with half the accumulation: the same answers per optimizer
+    step, and a step's loss is the same mean over them."""
+    batch = tr.config.get("per_device_train_batch_size", 8)
+    accumulation = tr.config.get("gradient_accumulation_steps", 1)
+    if batch != 1 or accumulation % 2:
+        return  # an odd accumulation cannot be halved: the config check refuses batch 1 with the fix
+    tr.config["per_device_train_batch_size"], tr.config["gradient_accumulation_steps"] = 2, accumulation // 2
+    tr.notes.append(f"stage kto: per_device_train_batch_size 1 x gradient_accumulation_steps {accumulation} runs as "
+                    f"2 x {accumulation // 2} (the same {accumulation} answers per step): KTO's reference point "
+                    "pairs each answer with another prompt in the batch")
+
+
+def _lf_defaults(tr: Translation, raw: dict, stage: str, method: str, known: set) -> None:
+    """LLaMA-Factory's value for every key the YAML leaves out (defaults.py), so the run is the one LLaMA-Factory
+    would make; housekeeping keeps Airlock's value and is shown beside LLaMA-Factory's."""
+    given = {setting for _, _, setting, _ in tr.translated}
+    for d in DEFAULTS:
+        if d.key in raw or d.ours in given or d.ours not in known or method not in d.methods or stage not in d.stages:
+            continue
+        if not d.learned:
+            tr.kept.append((d.key, d.value, d.ours))
+            continue
+        value = d.our_value(raw)
+        _set(tr.config, d.ours, value)
+        tr.defaults.append((d.key, d.value, d.ours, value, d.source))
+        if d.key == "seed":  # LLaMA-Factory's seed also shuffles, splits and mixes the data
+            _set(tr.config, "data.seed", value)
 
 
 def _scale_out(key: str, value, put, tr, where: str) -> None:
@@ -211,7 +276,9 @@ def _scale_out(key: str, value, put, tr, where: str) -> None:
                                fix="run from the folder the path is relative to (LLaMA-Factory resolves it against "
                                    "the current directory), or name a ds_z2/ds_z3 config")
     elif key == "fsdp":  # transformers' option string, e.g. "full_shard auto_wrap offload"
-        words = str(value).split() if not isinstance(value, bool) else ["full_shard"]
+        # a string ("full_shard auto_wrap") or, as some of LLaMA-Factory's examples write it, a YAML list
+        words = ["full_shard"] if isinstance(value, bool) else [str(w) for w in value] if isinstance(value, list) \
+            else str(value).split()
         unknown = [w for w in words if w not in ("full_shard", "shard_grad_op", "auto_wrap", "offload")]
         if unknown:
             raise AirlockError(f"fsdp option(s) {', '.join(unknown)} are not offered", where=where,
@@ -269,15 +336,22 @@ def _dataset_dir(value, where: str) -> str:
     return str((folder if folder.is_absolute() else Path.cwd() / folder).resolve())
 
 
-def finish(tr: Translation, overrides: list[str] | None = None, strict: bool = False, check: bool = True):
+def finish(tr: Translation, overrides: list[str] | None = None, lenient: bool = False, check: bool = True,
+           strict: bool = False):
     """The validated TrainConfig (with `--set` overrides applied last); with `check`, the data is checked too
-    (dataset, records, columns, chat template) so nothing is left to fail inside a job."""
+    (dataset, records, columns, chat template) so nothing is left to fail inside a job. A key that would change
+    what is trained and cannot be honoured is refused unless `lenient` (then it is listed and the run goes on
+    without it); `strict` refuses the listed-only keys (evaluation, caching) as well."""
     from ..train.config import from_dict
 
-    if strict and tr.unsupported:
-        keys = ", ".join(k for k, _, _ in tr.unsupported)
-        raise AirlockError(f"{len(tr.unsupported)} setting(s) cannot be honoured: {keys}", where=str(tr.source),
-                           fix="remove them (see `airlock llamafactory translate` for the reasons) or drop --strict")
+    refused = [k for k, _, _ in tr.unsupported] if strict else ([] if lenient else tr.blocking)
+    if refused:
+        raise AirlockError(f"{len(refused)} setting(s) would change what is trained and cannot be honoured here: "
+                           f"{', '.join(refused)}" if not strict else
+                           f"{len(refused)} setting(s) cannot be honoured: {', '.join(refused)}",
+                           where=str(tr.source), code="lf.unsupported",
+                           fix="remove them (the reasons are listed above), or run with --lenient to train without "
+                               "them" if not strict else "remove them, or drop --strict")
     config, where = tr.config, f"{tr.source} (translated from LLaMA-Factory)"
     if overrides:
         config, where = schema.merge(config, schema.parse_overrides(overrides)), where[:-1] + ", with --set)"
@@ -302,11 +376,13 @@ def _model_dir(cfg):
 
 
 def to_train_config(tr: Translation):
-    """The validated TrainConfig of a translation (the same checks `airlock train CONFIG` makes), data unchecked."""
-    return finish(tr, check=False)
+    """The validated TrainConfig of a translation (the same checks `airlock train CONFIG` makes), data unchecked;
+    what cannot be honoured is left out (it is listed in the translation)."""
+    return finish(tr, lenient=True, check=False)
 
 
-def load_train_config(path, strict: bool = False, check: bool = True):
-    """(TrainConfig, Translation) for a YAML, its data checked; strict refuses keys that cannot be honoured."""
+def load_train_config(path, lenient: bool = False, check: bool = True):
+    """(TrainConfig, Translation) for a YAML, its data checked; a key that cannot be honoured is refused unless
+    `lenient`."""
     tr = translate(path)
-    return finish(tr, strict=strict, check=check), tr
+    return finish(tr, lenient=lenient, check=check), tr
