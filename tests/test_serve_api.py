@@ -608,3 +608,7 @@ def test_serve_embeddings_with_the_openai_client(server, embedded_gguf):
                                 ({"input": [[1, 2, 3]]}, 400, "input"), ({"model": "nope", "input": "x"}, 404, None)):
         r = httpx.post(f"{server.url}/v1/embeddings", headers=headers, timeout=60, json={"model": model, **body})
         assert r.status_code == status and r.json()["error"]["param"] == param, (body, r.text)
+    # every error in OpenAI's shape, unknown endpoints and methods too
+    for method, path, status in (("POST", "/v1/nope", 404), ("GET", "/v1/chat/completions", 405)):
+        r = httpx.request(method, f"{server.url}{path}", headers=headers, timeout=30)
+        assert r.status_code == status and r.json()["error"]["type"] == "invalid_request_error", r.text

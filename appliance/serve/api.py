@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request as HttpRequest
 from fastapi.responses import JSONResponse, Response
 from sse_starlette.sse import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import AirlockError
 from . import protocol, tool_calls
@@ -31,6 +32,14 @@ def create_app(engines: dict, guard: Guard, *, max_tokens: int = 1024, max_reque
                embedders: dict | None = None) -> FastAPI:
     app = FastAPI(title="Airlock", docs_url=None, redoc_url=None, openapi_url=None)
     embedders = embedders or {}
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: HttpRequest, exc: StarletteHTTPException):
+        """Unknown paths and methods answer in OpenAI's error shape too, as every other error here."""
+        message = {404: f"no such endpoint: {request.method} {request.url.path} (see GET /v1/models)",
+                   405: f"{request.method} is not allowed on {request.url.path}"}.get(exc.status_code, str(exc.detail))
+        return JSONResponse(protocol.error(message, "invalid_request_error"), status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
     bases = [e for e in engines.values() if getattr(e, "adapter", None) is None]  # not a LoRA adapter's view
     metrics = metrics or ServeMetrics()
     app.state.metrics, app.state.engines, app.state.guard = metrics, engines, guard
