@@ -154,3 +154,55 @@ def test_lf_kto_example_at_batch_one_pairs_within_the_step(project):
     (project / "odd.yaml").write_text((project / "kto.yaml").read_text().replace("steps: 8", "steps: 3"))
     odd = translate(project / "odd.yaml")
     assert odd.config["per_device_train_batch_size"] == 1  # cannot be halved: the config check names the fix
+
+
+def _tool_demo(path):
+    """ShareGPT tool-use records as LLaMA-Factory's demo data has them, two of them with a tool result that no
+    call comes before (LLaMA-Factory drops those with a warning)."""
+    import json
+
+    good = {"conversations": [{"from": "human", "value": "Weather in Oslo?"},
+                              {"from": "function_call", "value": '{"name": "weather", "arguments": {"city": "Oslo"}}'},
+                              {"from": "observation", "value": "4 C"}, {"from": "gpt", "value": "4 degrees."}],
+            "tools": '[{"name": "weather", "parameters": {"type": "object"}}]'}
+    bad = {"conversations": [{"from": "human", "value": "Hi"}, {"from": "observation", "value": "4 C"},
+                             {"from": "gpt", "value": "Hello."}], "tools": good["tools"]}
+    path.write_text("\n".join(json.dumps(r) for r in (good, bad, good, bad, good)) + "\n")
+    return path
+
+
+def test_lf_skip_invalid_records_leaves_out_at_most_n(tmp_path, run_offline):
+    from appliance.data import DataError
+    from appliance.data.pretrain import load_for_stage
+
+    data = _tool_demo(tmp_path / "tools.jsonl")
+    with pytest.raises(DataError) as refused:
+        load_for_stage("sft", data)
+    assert "data.skip_invalid_records" in refused.value.fix
+    with pytest.raises(DataError):
+        load_for_stage("sft", data, skip=1)  # two are broken: one allowed is not enough
+    loaded = load_for_stage("sft", data, skip=2)
+    assert len(loaded.conversations) == 3 and not [p for p in loaded.problems if p.severity == "error"]
+    left_out = [p for p in loaded.problems if p.message.startswith("record left out")]
+    assert [p.record for p in left_out] == ["line 2", "line 4"]
+    assert any("2 invalid record(s) left out" in p.message for p in loaded.problems)
+    template = tmp_path / "tools.jinja"  # a template that renders tools (the default model's does not)
+    template.write_text("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}{% if m.tool_calls %}"
+                        "{{ m.tool_calls | tojson }}{% endif %}\n{% endfor %}{% if tools %}{{ tools | tojson }}"
+                        "{% endif %}{% if add_generation_prompt %}assistant: {% endif %}")
+    check = run_offline(airlock_argv("data", "check", data, "--skip-invalid-records", "2", "--chat-template",
+                                     template), check=False)
+    assert check.returncode == 0 and "left out" in check.stdout + check.stderr, check.stdout
+    (tmp_path / "junk.jsonl").write_text('{"foo": 1}\n{"foo": 2}\n')  # a whole file's problem is never skipped
+    with pytest.raises(DataError):
+        load_for_stage("sft", tmp_path / "junk.jsonl", skip=5)
+
+
+def test_lf_preprocess_only_yaml_is_named_and_an_existing_cache_not_needed(project):
+    (project / "pre.yaml").write_text(SHORT + "tokenized_path: saves/tokenized\n")
+    with pytest.raises(AirlockError) as err:
+        translate(project / "pre.yaml")
+    assert err.value.code == "lf.preprocess_only" and "airlock data check data --dataset magic_conch" in err.value.fix
+    (project / "saves" / "tokenized").mkdir(parents=True)
+    tr = translate(project / "pre.yaml")
+    assert "tokenized_path" in {k for k, *_ in tr.not_needed} and finish(tr).data.dataset == "magic_conch"

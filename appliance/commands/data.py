@@ -36,6 +36,8 @@ def register(sub) -> None:
     c.add_argument("--stage", choices=["sft", "dpo", "kto", "pt"], default="sft",
                    help="read the data as this training stage does (default sft): pt = pre-training text (.txt, "
                         "\"text\" records), kto = conversations with a kto_tag label")
+    c.add_argument("--skip-invalid-records", type=int, default=0, metavar="N",
+                   help="leave out up to N broken records, as training with data.skip_invalid_records: N does")
     c.add_argument("--json", action="store_true", help="print the report as JSON")
     c.set_defaults(func=run_check, offline=True)
     p.set_defaults(func=lambda args: p.print_help() or 0)
@@ -47,7 +49,8 @@ def run_check(args) -> int:
     ignore = [c.strip() for c in args.ignore_columns.split(",") if c.strip()]
     report = check(args.path, format=args.format, dataset=args.dataset, model=args.model,
                    cutoff_len=args.cutoff_len, train_on=args.train_on, chat_template=args.chat_template,
-                   ignore_columns=ignore, stage=getattr(args, "stage", "sft"))  # callers' own Namespaces lack it
+                   ignore_columns=ignore, stage=getattr(args, "stage", "sft"),  # callers' own Namespaces lack it
+                   skip=getattr(args, "skip_invalid_records", 0))
     if args.json:
         import json
 

@@ -86,11 +86,11 @@ class CheckReport:
 
 def check(path, format: str = "auto", dataset: str | None = None, model: str | None = None,
           cutoff_len: int = 1024, train_on: str = "assistant", tokenizer=None, chat_template: str = "",
-          ignore_columns=(), stage: str = "sft") -> CheckReport:
+          ignore_columns=(), stage: str = "sft", skip: int = 0) -> CheckReport:
     """Validate, count and (with a tokenizer) measure a dataset. `model`: a path or cached repo id; None = the
     catalog's default model if it is installed (no token statistics otherwise, with a note). `chat_template`:
     as data.chat_template (empty = the model's own)."""
-    loaded = pretrain.scan_for_stage(stage, path, format, dataset)
+    loaded = pretrain.scan_for_stage(stage, path, format, dataset, skip)
     convs = loaded.conversations
     report = CheckReport(
         path=str(path), format=loaded.format, files=[str(f) for f in loaded.files],

@@ -45,6 +45,10 @@ class DataConfig:
         help="columns training may leave out (tools, images, id ...); see `airlock data check`",
         default_factory=list,
         detail="Any other dataset column or record key Airlock does not train on stops training.")
+    skip_invalid_records: int = setting(
+        0, "leave out up to N broken records (counted and named); 0 = refuse them",
+        detail="LLaMA-Factory drops a record it cannot read with a warning; here a broken record stops training "
+               "unless this allows it. A problem with a whole file is never skipped.")
     chat_template: str = setting(
         "", "the chat template: empty = the model's own, a catalog model id, or a .jinja file",
         detail="A catalog model id means that installed model's template; a Jinja file ends in .jinja or .j2.")
@@ -56,6 +60,9 @@ class DataConfig:
         if self.cutoff_len < 8:
             raise AirlockError(f"cutoff_len {self.cutoff_len} is too small", where="data.cutoff_len",
                                fix="use at least 8 tokens (1024 is the default)")
+        if self.skip_invalid_records < 0:
+            raise AirlockError(f"skip_invalid_records {self.skip_invalid_records} must be 0 or more",
+                               where="data.skip_invalid_records", fix="0 refuses broken records; N leaves out up to N")
         if self.max_samples is not None and self.max_samples < 1:
             raise AirlockError(f"max_samples {self.max_samples} must be at least 1", where="data.max_samples",
                                fix="leave it unset to keep every sample")

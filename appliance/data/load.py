@@ -23,7 +23,7 @@ from .columns import COLUMNS, ENTRY_KEYS, TAGS, Tally, Unused
 from .conversation import Conversation
 from .files import EXTENSIONS, read_records
 from .formats import Columns, convert, detect
-from .problems import DataError, Problem, Problems
+from .problems import DataError, Problem, Problems, skip_records
 
 INFO = "dataset_info.json"
 FAMILY = {"alpaca": "alpaca", "sharegpt": "sharegpt", "openai": "sharegpt"}
@@ -50,16 +50,18 @@ class Loaded:
         return [p for p in self.problems if p.severity == "warning"]
 
 
-def load_conversations(path, format: str = "auto", dataset: str | None = None, stage: str | None = None) -> Loaded:
+def load_conversations(path, format: str = "auto", dataset: str | None = None, stage: str | None = None,
+                       skip: int = 0) -> Loaded:
     """Every record of `path` as a Conversation; raises DataError listing every problem when any is an error.
-    `stage` reads it as that training stage does (pairs for dpo only, as LLaMA-Factory); None reads any data."""
-    loaded = scan(path, format, dataset, stage)
+    `stage` reads it as that training stage does (pairs for dpo only, as LLaMA-Factory); None reads any data.
+    `skip` (data.skip_invalid_records): up to that many broken records are left out, counted and named."""
+    loaded = scan(path, format, dataset, stage, skip)
     if any(p.severity == "error" for p in loaded.problems):
         raise DataError(loaded.problems)
     return loaded
 
 
-def scan(path, format: str = "auto", dataset: str | None = None, stage: str | None = None) -> Loaded:
+def scan(path, format: str = "auto", dataset: str | None = None, stage: str | None = None, skip: int = 0) -> Loaded:
     """Like load_conversations but never raises for bad data: problems (errors too) are in `.problems`."""
     problems = Problems()
     path = Path(path).expanduser()
@@ -113,8 +115,8 @@ def scan(path, format: str = "auto", dataset: str | None = None, stage: str | No
     families = sorted({FAMILY[f] for f in file_formats.values()})
     num_samples = {c.dataset: c.num_samples for _, c in sources if c.num_samples is not None}
     return Loaded(conversations, "+".join(families) or "unknown", files,
-                  sha256_of_files([f for f in files if f.is_file()]), records, file_formats, problems.items, unused,
-                  num_samples)
+                  sha256_of_files([f for f in files if f.is_file()]), records, file_formats,
+                  skip_records(problems.items, skip), unused, num_samples)
 
 
 def text_only(rows, columns: Columns) -> str | None:

@@ -21,10 +21,10 @@ from .template import require, require_tools, resolve
 
 
 def check_data(cfg: DataConfig, model_dir=None, stage: str = "sft") -> Loaded:
-    loaded = load_for_stage(stage, cfg.path, cfg.format, cfg.dataset)
+    loaded = load_for_stage(stage, cfg.path, cfg.format, cfg.dataset, cfg.skip_invalid_records)
     refuse_unused(loaded.unused, cfg.ignore_columns, where=str(cfg.path))
     if cfg.eval_path:
-        held = load_for_stage(stage, cfg.eval_path, cfg.format)
+        held = load_for_stage(stage, cfg.eval_path, cfg.format, skip=cfg.skip_invalid_records)
         refuse_unused(held.unused, cfg.ignore_columns, where=str(cfg.eval_path))
     datasets = {c.dataset for c in loaded.conversations}
     if cfg.interleave_probs and len(cfg.interleave_probs) != len(datasets):

@@ -35,9 +35,9 @@ class Prepared:
 
 def prepare(cfg: DataConfig, tokenizer, stage: str = "sft") -> Prepared:
     text = stage == "pt"
-    loaded = load_for_stage(stage, cfg.path, cfg.format, cfg.dataset)
+    loaded = load_for_stage(stage, cfg.path, cfg.format, cfg.dataset, cfg.skip_invalid_records)
     refuse_unused(loaded.unused, cfg.ignore_columns, where=str(cfg.path))
-    eval_loaded = load_for_stage(stage, cfg.eval_path, cfg.format) if cfg.eval_path else None
+    eval_loaded = load_for_stage(stage, cfg.eval_path, cfg.format, skip=cfg.skip_invalid_records) if cfg.eval_path else None
     if eval_loaded is not None:
         refuse_unused(eval_loaded.unused, cfg.ignore_columns, where=str(cfg.eval_path))
     template = apply(tokenizer, cfg.chat_template)  # before the cache key, which includes the template

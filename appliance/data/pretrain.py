@@ -34,7 +34,7 @@ from .columns import Tally
 from .files import decode, json_kind, read_records
 from .formats import detect
 from .load import Loaded, load_conversations, scan, sha256_of_files, sources_of
-from .problems import DataError, Problems
+from .problems import DataError, Problems, skip_records
 
 READ_BY = {"ranking": ("chosen/rejected preference pairs", "dpo"), "kto_tag": ("KTO-labelled answers", "kto"),
            "sharegpt": ("conversations", "sft")}
@@ -58,25 +58,27 @@ class Document:
         return [{"role": "text", "content": self.text}]
 
 
-def load_for_stage(stage: str, path, format: str = "auto", dataset: str | None = None) -> Loaded:
-    """What a run of `stage` reads: documents for pt, conversations (with KTO's label for kto) otherwise."""
-    return load_documents(path, dataset) if stage == "pt" else load_conversations(path, format, dataset, stage)
+def load_for_stage(stage: str, path, format: str = "auto", dataset: str | None = None, skip: int = 0) -> Loaded:
+    """What a run of `stage` reads: documents for pt, conversations (with KTO's label for kto) otherwise; up to
+    `skip` broken records left out (data.skip_invalid_records)."""
+    return load_documents(path, dataset, skip) if stage == "pt" else load_conversations(path, format, dataset, stage,
+                                                                                         skip)
 
 
-def scan_for_stage(stage: str, path, format: str = "auto", dataset: str | None = None) -> Loaded:
+def scan_for_stage(stage: str, path, format: str = "auto", dataset: str | None = None, skip: int = 0) -> Loaded:
     """load_for_stage, with the problems (errors too) in `.problems` instead of raised."""
-    return scan_documents(path, dataset) if stage == "pt" else scan(path, format, dataset, stage)
+    return scan_documents(path, dataset, skip) if stage == "pt" else scan(path, format, dataset, stage, skip)
 
 
-def load_documents(path, dataset: str | None = None) -> Loaded:
+def load_documents(path, dataset: str | None = None, skip: int = 0) -> Loaded:
     """Every document of `path` (Loaded.conversations holds Documents); raises DataError listing every problem."""
-    loaded = scan_documents(path, dataset)
+    loaded = scan_documents(path, dataset, skip)
     if any(p.severity == "error" for p in loaded.problems):
         raise DataError(loaded.problems)
     return loaded
 
 
-def scan_documents(path, dataset: str | None = None) -> Loaded:
+def scan_documents(path, dataset: str | None = None, skip: int = 0) -> Loaded:
     """Like load_documents but never raises for bad data: problems (errors too) are in `.problems`."""
     problems = Problems()
     sources = sources_of(Path(path).expanduser(), "auto", dataset, problems)
@@ -114,7 +116,7 @@ def scan_documents(path, dataset: str | None = None) -> Loaded:
     unused = tally.report(problems, records)
     num_samples = {c.dataset: c.num_samples for _, c in sources if c.num_samples is not None}
     return Loaded(documents, "text", files, sha256_of_files([f for f in files if f.is_file()]), records,
-                  {str(f): "text" for f in files}, problems.items, unused, num_samples)
+                  {str(f): "text" for f in files}, skip_records(problems.items, skip), unused, num_samples)
 
 
 def _conversations(rows, columns) -> str | None:

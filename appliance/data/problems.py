@@ -58,6 +58,25 @@ class Problems:
         return [p for p in self.items if p.severity == "warning"]
 
 
+SKIP_FIX = ("or, as LLaMA-Factory drops such records with a warning, set data.skip_invalid_records: N to leave "
+            "out up to N of them (they are counted and the first ones named)")
+
+
+def skip_records(items: list[Problem], limit: int) -> list[Problem]:
+    """`items` with the errors of at most `limit` records turned into warnings saying the record is left out
+    (data.skip_invalid_records); unchanged when a problem concerns a whole file or more records are broken."""
+    errors = [p for p in items if p.severity == "error"]
+    records = list(dict.fromkeys((p.file, p.record) for p in errors))
+    if limit <= 0 or not errors or any(not p.record for p in errors) or len(records) > limit:
+        return items
+    kept = [p for p in items if p.severity != "error"]
+    skipped = [Problem("warning", p.file, f"record left out (data.skip_invalid_records): {p.message}", p.record,
+                       p.field, p.fix) for p in errors]
+    summary = Problem("warning", records[0][0], f"{len(records)} invalid record(s) left out of training "
+                      f"(data.skip_invalid_records: {limit}); the data is used without them")
+    return kept + [summary] + skipped
+
+
 class DataError(AirlockError):
     """A dataset with errors. `.problems` holds every problem (errors and warnings) for callers that show them."""
 
@@ -71,5 +90,6 @@ class DataError(AirlockError):
         super().__init__(
             f"{len(errors)} problem(s) in the dataset:\n" + "\n".join(lines),
             where=first.file if first else None,
-            fix="fix the records listed above (`airlock data check PATH` shows the full report)",
+            fix="fix the records listed above (`airlock data check PATH` shows the full report)"
+                + ("; " + SKIP_FIX if errors and all(p.record for p in errors) else ""),
         )

@@ -196,6 +196,8 @@ def translate(path) -> Translation:
                 tr.not_needed.append((key, value, "off"))
         elif key in ("deepspeed", "fsdp", "fsdp_config"):
             _scale_out(key, value, put, tr, where(key))
+        elif key == "tokenized_path":
+            _tokenized_path(value, raw, tr, where(key))
         elif key == "enable_thinking":
             if _bool(value):
                 tr.not_needed.append((key, value, "the model's own template decides"))
@@ -251,6 +253,25 @@ def _lf_defaults(tr: Translation, raw: dict, stage: str, method: str, known: set
         tr.defaults.append((d.key, d.value, d.ours, value, d.source))
         if d.key == "seed":  # LLaMA-Factory's seed also shuffles, splits and mixes the data
             _set(tr.config, "data.seed", value)
+
+
+def _tokenized_path(value, raw: dict, tr: Translation, where: str) -> None:
+    """LLaMA-Factory's tokenized_path: a folder not there yet means a preprocess-only run (tokenize, save, stop),
+    which is not a training run here; an existing one is its cache, which Airlock does not need."""
+    if value in (None, ""):
+        tr.not_needed.append(("tokenized_path", value, "off"))
+        return
+    if Path(str(value)).expanduser().exists():
+        tr.not_needed.append(("tokenized_path", value, "LLaMA-Factory's tokenized cache: Airlock tokenizes the dataset "
+                                                      "files and caches the result itself"))
+        return
+    check = f"airlock data check {raw.get('dataset_dir') or 'data'} --dataset {raw.get('dataset')}"
+    if raw.get("model_name_or_path"):
+        check += f" --model {raw['model_name_or_path']}"
+    raise AirlockError(f"this YAML only tokenizes: tokenized_path {value} does not exist yet, so LLaMA-Factory would "
+                       "tokenize the data, save it there and stop", where=where, code="lf.preprocess_only",
+                       fix=f"check and tokenize the data here with: {check} (training tokenizes and caches it "
+                           "itself); remove tokenized_path to train")
 
 
 def _scale_out(key: str, value, put, tr, where: str) -> None:

@@ -59,7 +59,8 @@ def load_pairs(data_cfg) -> tuple[list[dict], list[dict], str]:
     from ..data.columns import refuse_unused
     from ..data.mix import mix
 
-    loaded = load_conversations(data_cfg.path, data_cfg.format, data_cfg.dataset)
+    loaded = load_conversations(data_cfg.path, data_cfg.format, data_cfg.dataset,
+                                skip=data_cfg.skip_invalid_records)
     refuse_unused(loaded.unused, data_cfg.ignore_columns, where=str(data_cfg.path))
     conversations, _ = mix(loaded.conversations, data_cfg, loaded.num_samples)  # max_samples per dataset, as SFT
     rows = preference_rows(conversations)

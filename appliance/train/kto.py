@@ -59,12 +59,14 @@ def load_rows(data_cfg) -> tuple[list[dict], list[dict], str]:
     from ..data.columns import refuse_unused
     from ..data.mix import mix
 
-    loaded = load_conversations(data_cfg.path, data_cfg.format, data_cfg.dataset, stage="kto")
+    loaded = load_conversations(data_cfg.path, data_cfg.format, data_cfg.dataset, stage="kto",
+                                skip=data_cfg.skip_invalid_records)
     refuse_unused(loaded.unused, data_cfg.ignore_columns, where=str(data_cfg.path))
     conversations, _ = mix(loaded.conversations, data_cfg, loaded.num_samples)
     rows = kto_rows(conversations)
     if data_cfg.eval_path:
-        held = load_conversations(data_cfg.eval_path, data_cfg.format, stage="kto")
+        held = load_conversations(data_cfg.eval_path, data_cfg.format, stage="kto",
+                                   skip=data_cfg.skip_invalid_records)
         refuse_unused(held.unused, data_cfg.ignore_columns, where=str(data_cfg.eval_path))
         eval_rows = kto_rows(held.conversations)
     else:
