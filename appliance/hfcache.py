@@ -80,6 +80,25 @@ def cached_repo_ids(cache: Path | None = None) -> list[str]:
                   if (p / "snapshots").is_dir() and any((p / "snapshots").iterdir()))
 
 
+def read_ref(repo_id: str, cache: Path | None, ref: str = "main") -> str | None:
+    """The commit refs/<ref> of a cached repo points at, or None."""
+    path = repo_folder(repo_id, cache) / "refs" / ref
+    return path.read_text().strip() if path.is_file() else None
+
+
+def point_ref(repo_id: str, revision: str | None, cache: Path | None, ref: str = "main") -> None:
+    """Point refs/<ref> of a cached repo at `revision` (atomically), or remove it for None: how an install that is
+    taken back, or a rollback, gives the release that stays its own model again."""
+    refs = repo_folder(repo_id, cache) / "refs"
+    if revision is None:
+        (refs / ref).unlink(missing_ok=True)
+        return
+    refs.mkdir(parents=True, exist_ok=True)
+    tmp = refs / f".{ref}.tmp"
+    tmp.write_text(revision)
+    os.replace(tmp, refs / ref)
+
+
 def install_snapshot(src: Path, repo_id: str, revision: str | None = None, cache: Path | None = None,
                      ref: str = "main", link: bool = False) -> Path:
     """Copy a model directory into the cache as repo_id@revision (blobs by sha256, snapshot of relative symlinks).
@@ -110,9 +129,5 @@ def install_snapshot(src: Path, repo_id: str, revision: str | None = None, cache
             link.parent.mkdir(parents=True, exist_ok=True)
             link.symlink_to(os.path.relpath(blob, link.parent))
         os.replace(staging, final)
-    refs = folder / "refs"
-    refs.mkdir(parents=True, exist_ok=True)
-    tmp_ref = refs / f".{ref}.tmp"
-    tmp_ref.write_text(revision)
-    os.replace(tmp_ref, refs / ref)
+    point_ref(repo_id, revision, cache, ref)
     return final

@@ -224,10 +224,14 @@ def _env(m: Manifest, lay: Layout, env_dir: Path | None, python: Path | None, un
 
 
 def _install_models(m: Manifest, stage: Path, lay: Layout, undo: Undo) -> None:
-    from appliance.hfcache import install_snapshot, repo_folder
+    from appliance.hfcache import install_snapshot, point_ref, read_ref, repo_folder
 
     for x in m.models:
         folder = repo_folder(x.repo_id, lay.hf_cache)
+        # refs/main moves to this revision; a refused install puts it back, so the release that stays still
+        # resolves its own model
+        undo.add(lambda repo=x.repo_id, before=read_ref(x.repo_id, lay.hf_cache): point_ref(repo, before,
+                                                                                             lay.hf_cache))
         for stale in (folder / "snapshots").glob(f".staging-{x.revision}-*"):  # left by a killed run
             shutil.rmtree(stale, ignore_errors=True)
         if not (folder / "snapshots" / x.revision).is_dir():

@@ -58,7 +58,22 @@ def roll_back(target: Path, name: str | None = None) -> dict:
                            fix="a rollback needs an earlier release installed in this home")
     manifest = lay.manifest_of(old)
     lay.switch(name, old, appliance=manifest.get("appliance") is not None)
+    models = restore_model_refs(lay, manifest)
     from appliance.registry import audit
 
-    audit("bundle-rollback", name=name, release=old, version=manifest["version"], replaced=new)
+    audit("bundle-rollback", name=name, release=old, version=manifest["version"], replaced=new, models=models)
     return {"name": name, "from": new, "to": old, "version": manifest["version"]}
+
+
+def restore_model_refs(lay: Layout, manifest: dict) -> list[str]:
+    """Point each model of the release made current back at the revision it carried (its snapshot is still in
+    the cache: snapshots are never removed by a later install); returns repo@revision for each."""
+    from appliance.hfcache import point_ref, repo_folder
+
+    restored = []
+    for model in manifest.get("models") or []:
+        repo, revision = model["repo_id"], model["revision"]
+        if (repo_folder(repo, lay.hf_cache) / "snapshots" / revision).is_dir():
+            point_ref(repo, revision, lay.hf_cache)
+            restored.append(f"{repo}@{revision[:12]}")
+    return restored
