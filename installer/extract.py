@@ -97,17 +97,29 @@ def extract_blobs(bundle: Path, manifest: Manifest, store: Path, advance=None, o
         stale.unlink(missing_ok=True)
     count = 0
     for tar, member, sha, reader in walk_payload(bundle, manifest):
-        if (store / sha).is_file():
+        kept = store / sha
+        if kept.is_file() and _sha256_of(kept) == sha:  # re-hashed: the store is not trusted for what it holds
             if advance:
                 advance(member.size)
             continue
+        damaged = kept.is_file()
+        if damaged and on_blob:
+            on_blob(f"{sha} (the store's copy was damaged: replaced)")
         _write_blob(tar, member, sha, store, reader, advance)
         count += 1
-        if written is not None:
+        if written is not None and not damaged:  # a repaired blob stays, even if this install is refused
             written.append(sha)
         if on_blob:
             on_blob(sha)
     return count
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def check_payload(bundle: Path, manifest: Manifest, advance=None) -> None:

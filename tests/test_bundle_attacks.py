@@ -611,3 +611,20 @@ def test_pickle_weights_install_with_the_flag(world, tmp_path):
     assert proc.returncode == 0, proc.stderr
     log = [json.loads(x) for x in (target / "registry" / "audit.jsonl").read_text().splitlines()]
     assert log[-1]["pickle_weights"] == [MODEL]
+
+
+def test_attack_a_damaged_blob_already_in_the_store_is_replaced_not_trusted(world, tmp_path):
+    """A blob already in store/ is re-hashed before a new release links it: one damaged (or planted) there is
+    replaced by the bundle's verified copy, and the new release reads the signed bytes."""
+    target = tmp_path / "target"
+    shutil.copytree(world["target"], target, symlinks=True)
+    data = b'{"instruction": "q", "output": "a"}\n'  # the dataset both releases carry
+    blob = target / "store" / hashlib.sha256(data).hexdigest()
+    assert blob.is_file()
+    blob.chmod(0o644)
+    blob.write_bytes(b'{"instruction": "q", "output": "planted"}\n')
+    bundle = forge.write(recipe(world, version="1.1"), tmp_path / "next-1.1", world["keys"])
+    proc = run_route("install", bundle, target, world)
+    assert proc.returncode == 0, proc.stderr
+    assert blob.read_bytes() == data
+    assert (target / "current" / "attack-site" / "files" / "datasets" / "facts.jsonl").read_bytes() == data
