@@ -198,11 +198,27 @@ def test_lf_skip_invalid_records_leaves_out_at_most_n(tmp_path, run_offline):
         load_for_stage("sft", tmp_path / "junk.jsonl", skip=5)
 
 
-def test_lf_preprocess_only_yaml_is_named_and_an_existing_cache_not_needed(project):
-    (project / "pre.yaml").write_text(SHORT + "tokenized_path: saves/tokenized\n")
-    with pytest.raises(AirlockError) as err:
-        translate(project / "pre.yaml")
-    assert err.value.code == "lf.preprocess_only" and "airlock data check data --dataset magic_conch" in err.value.fix
-    (project / "saves" / "tokenized").mkdir(parents=True)
+def test_lf_preprocess_only_yaml_tokenizes_then_the_same_yaml_trains(project, tiny_model, airlock_home,
+                                                                     run_offline):
+    """As in LLaMA-Factory: a tokenized_path that does not exist yet makes the run tokenize, save and stop; run
+    again, the same YAML trains, here reading the tokens from Airlock's cache."""
+    import json
+
+    (project / "pre.yaml").write_text(SHORT + "tokenized_path: saves/tokenized\nmax_steps: 1\nlearning_rate: 1.0e-3\n")
     tr = translate(project / "pre.yaml")
-    assert "tokenized_path" in {k for k, *_ in tr.not_needed} and finish(tr).data.dataset == "magic_conch"
+    assert tr.preprocess_only == "saves/tokenized"
+    jobs = lambda: sorted(p.name for p in (airlock_home / "jobs").glob("*"))  # noqa: E731
+    before = jobs() if (airlock_home / "jobs").is_dir() else []
+    first = run_offline(airlock_argv("train", "--from-llamafactory", "pre.yaml"), cwd=project)
+    assert "tokenized and cached" in first.stdout and "no training was run" in first.stdout
+    marker = json.loads((project / "saves" / "tokenized" / "airlock-tokenized.json").read_text())
+    assert marker["train"] > 0 and (jobs() if (airlock_home / "jobs").is_dir() else []) == before
+    second = run_offline(airlock_argv("train", "--from-llamafactory", "pre.yaml"), cwd=project)
+    job = airlock_home / "jobs" / next(line.split()[1] for line in second.stdout.splitlines()
+                                        if line.startswith("job ") and " started" in line)
+    report = json.loads((job / "data_report.json").read_text())
+    assert report["cached"] is True and report["sha256"] == marker["data_sha256"]
+    (project / "dpo.yaml").write_text(SHORT.replace("stage: sft", "stage: dpo") + "tokenized_path: saves/dpo\n")
+    with pytest.raises(AirlockError) as err:
+        translate(project / "dpo.yaml")
+    assert err.value.code == "lf.preprocess_only"

@@ -104,7 +104,11 @@ def run(args) -> int:
             if args.config:
                 raise AirlockError("give either CONFIG or --from-llamafactory FILE.yaml, not both",
                                    fix=f"airlock train --from-llamafactory {args.from_llamafactory}")
-            cfg, name = _from_llamafactory(args.from_llamafactory, args.overrides, args.lenient)
+            cfg, name, preprocess_only = _from_llamafactory(args.from_llamafactory, args.overrides, args.lenient)
+            if preprocess_only:
+                from ..train.preprocess import tokenize_only
+
+                return tokenize_only(cfg, preprocess_only)
             name = args.name or name
         elif not args.config:
             raise AirlockError("no config given", fix="airlock train sft_lora_default --set data.path=YOUR_DATA.jsonl")
@@ -164,4 +168,4 @@ def _from_llamafactory(path: str, overrides: list[str], lenient: bool = False):
 
     tr = translate(path)
     print(render(tr) + "\n", flush=True)
-    return finish(tr, overrides, lenient=lenient), tr.name
+    return finish(tr, overrides, lenient=lenient), tr.name, tr.preprocess_only

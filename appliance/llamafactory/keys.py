@@ -142,10 +142,11 @@ TRAIN_KEYS: dict[str, dict[str, Key]] = {
                              "supported: give data.chat_template a Jinja file without thinking"),
         "streaming": U("datasets are read into memory"),
         "buffer_size": N("streaming only"),
-        "tokenized_path": M("a folder that does not exist yet makes LLaMA-Factory tokenize, save and stop: that YAML "
-                            "is refused with `airlock data check`, which reads and tokenizes the data here; an "
-                            "existing folder (LLaMA-Factory trains from it) is not needed: Airlock tokenizes the "
-                            "dataset files and caches the result itself"),
+        "tokenized_path": M("a folder that does not exist yet makes LLaMA-Factory tokenize, save and stop: "
+                            "`airlock train --from-llamafactory` tokenizes into Airlock's cache and stops (stages "
+                            "sft and pt; dpo and kto tokenize inside the run and are refused); an existing folder "
+                            "(LLaMA-Factory trains from it) is not needed: Airlock reads the dataset files, its "
+                            "cache holding the tokens"),
         "media_dir": U(MULTIMODAL),
         "tool_format": U("tool calls are rendered by the model's own chat template (or data.chat_template), not "
                          "by LLaMA-Factory's tool formats"),

@@ -40,6 +40,7 @@ class Translation:
     defaults: list[tuple[str, object, str, object, str]] = field(default_factory=list)
     # ^ LLaMA-Factory's defaults applied for keys the YAML leaves out: (lf key, LF value, ours, value, source)
     kept: list[tuple[str, object, str]] = field(default_factory=list)  # housekeeping kept Airlock's: (key, LF, ours)
+    preprocess_only: str | None = None  # LF's tokenized_path not made yet: tokenize, cache, mark it and stop
 
     @property
     def blocking(self) -> list[str]:
@@ -265,13 +266,17 @@ def _tokenized_path(value, raw: dict, tr: Translation, where: str) -> None:
         tr.not_needed.append(("tokenized_path", value, "LLaMA-Factory's tokenized cache: Airlock tokenizes the dataset "
                                                       "files and caches the result itself"))
         return
-    check = f"airlock data check {raw.get('dataset_dir') or 'data'} --dataset {raw.get('dataset')}"
-    if raw.get("model_name_or_path"):
-        check += f" --model {raw['model_name_or_path']}"
-    raise AirlockError(f"this YAML only tokenizes: tokenized_path {value} does not exist yet, so LLaMA-Factory would "
-                       "tokenize the data, save it there and stop", where=where, code="lf.preprocess_only",
-                       fix=f"check and tokenize the data here with: {check} (training tokenizes and caches it "
-                           "itself); remove tokenized_path to train")
+    stage = str(raw.get("stage", "sft"))
+    if stage not in ("sft", "pt"):  # trl tokenizes DPO and KTO data inside the run: there is nothing to cache
+        raise AirlockError(f"this YAML only tokenizes (tokenized_path {value} does not exist yet), and stage {stage} "
+                           "data is tokenized inside the training run here", where=where, code="lf.preprocess_only",
+                           fix="remove tokenized_path and train: the data is read and tokenized then")
+    tr.preprocess_only = str(value)
+    tr.not_needed.append(("tokenized_path", value, "a preprocess-only run: `airlock train --from-llamafactory` "
+                                                   "tokenizes the data into Airlock's cache and stops"))
+    tr.notes.append(f"tokenized_path {value} does not exist yet: as in LLaMA-Factory, this YAML tokenizes the data "
+                    "and stops (Airlock caches the tokens under its home and makes the folder, so the same YAML "
+                    "then trains, reading them from the cache)")
 
 
 def _scale_out(key: str, value, put, tr, where: str) -> None:

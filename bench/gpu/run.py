@@ -19,7 +19,7 @@ recorded and the run going on:
   peer-twin the same steps with the plain transformers + peft + bitsandbytes recipe: tokens/s, peak VRAM
   chat      `airlock chat` on the Q4_K_M through CUDA llama.cpp (it says where it runs)
   serve     `airlock serve` decode tokens/s at 1 and 8 clients, on the GPU and with llama.cpp on the CPU
-The dry run (same script, device checks skipped, a 2-layer SmolLM2-shape twin, LoRA for QLoRA) proves the carried
+The dry run (same script, device checks skipped, a 4-layer SmolLM2 for the small model and a 2-layer SmolLM2-shape twin, LoRA for QLoRA) proves the carried
 wheels install and every step starts; tests/test_gpu_dry_run.py runs it.
 """
 
@@ -72,7 +72,9 @@ def install(carry: Path, site: Path, dry_run: bool) -> list[str]:
     return [Path(w).name for w in wheels]
 
 
-def build_model(carry: Path, home: Path) -> Path:
+def build_model(carry: Path, home: Path, layers: int | None = None) -> Path:
+    """SmolLM2's architecture with seeded random weights; `layers` (a dry run) keeps only the first few: every
+    step still runs the same code at SmolLM2's widths, at a fraction of the CPU time."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -80,6 +82,8 @@ def build_model(carry: Path, home: Path) -> Path:
 
     torch.manual_seed(0)
     config = AutoConfig.from_pretrained(carry / "model")
+    if layers:
+        config.num_hidden_layers = layers
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     out = home / "model-src"
     model.save_pretrained(out)
@@ -256,7 +260,7 @@ def main() -> int:
     shutil.copytree(args.carry / "converter", converter_home(root=home / "tools"))
     os.environ.update(AIRLOCK_HOME=str(home))
     with step(report, "model") as facts:
-        facts["snapshot"] = str(build_model(args.carry, home))
+        facts["snapshot"] = str(build_model(args.carry, home, layers=4 if args.dry_run else None))
     common = [f"model={MODEL}", f"max_steps={steps}", "logging_steps=1", "save_steps=1000", "seed=42",
               "per_device_train_batch_size=8", "data.cutoff_len=512"]
     runs = small_model_steps(report, env, device, common, home)
